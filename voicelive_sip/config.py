@@ -1,0 +1,170 @@
+"""Settings: one pydantic-settings model per group, environment names as in the reference gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+AudioFormat = Literal["g711", "g711_ulaw", "g711_alaw", "pcm16_16000", "pcm16_24000"]
+VoiceType = Literal["auto", "openai", "azure-standard", "azure-custom", "azure-personal"]
+VadType = Literal[
+    "server_vad", "azure_semantic_vad", "azure_semantic_vad_en", "azure_semantic_vad_multilingual", "none"
+]
+EouModel = Literal[
+    "none", "semantic_detection_v1", "semantic_detection_v1_en", "semantic_detection_v1_multilingual"
+]
+NoiseReduction = Literal["none", "azure_deep_noise_suppression", "near_field", "far_field"]
+EchoCancellation = Literal["none", "server", "client"]
+
+
+def _csv(value: object) -> object:
+    # Lists come from the environment as "a,b,c", which reads better in a .env file than JSON.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class VoiceLiveSettings(BaseSettings):
+    """Azure AI Voice Live: endpoint, credentials and everything that goes into `session.update`."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICE_LIVE_", extra="ignore", populate_by_name=True)
+
+    # Connection (the two AZURE_* names are the seed's; every other variable is VOICE_LIVE_<FIELD>).
+    endpoint: str = Field(
+        default="http://127.0.0.1:8765",
+        validation_alias=AliasChoices("AZURE_VOICELIVE_ENDPOINT", "endpoint"),
+        description="Voice Live endpoint: https://<resource>.cognitiveservices.azure.com or a FakeVoiceLive.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AZURE_VOICELIVE_API_KEY", "api_key"),
+        description="API key; when unset, Microsoft Entra ID is used through DefaultAzureCredential.",
+    )
+    api_version: str = Field(default="2026-07-15", description="The api-version query parameter.")
+    credential_scope: str = Field(
+        default="https://ai.azure.com/.default", description="Token scope for Entra ID authentication."
+    )
+    model: str = Field(default="gpt-4o", description="Model (deployment) the session runs on.")
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds allowed for the WebSocket handshake."
+    )
+
+    # Reconnect policy.
+    reconnect_attempts: int = Field(
+        default=5, ge=0, description="Reconnect attempts after an unexpected drop (0 = never reconnect)."
+    )
+    reconnect_initial_delay: float = Field(
+        default=0.2, ge=0, description="Seconds before the first reconnect."
+    )
+    reconnect_max_delay: float = Field(
+        default=5.0, ge=0, description="Upper bound of the exponential backoff."
+    )
+    reconnect_buffer_ms: int = Field(
+        default=20_000,
+        ge=0,
+        description="Caller audio kept while disconnected, sent after reconnecting (ms).",
+    )
+    reconnect_replay_ms: int = Field(
+        default=3_000,
+        ge=0,
+        description="Uncommitted caller audio resent to a new connection, so a drop loses no speech (ms).",
+    )
+    restore_max_items: int = Field(
+        default=40, ge=0, description="Transcript items replayed into a new connection to restore context."
+    )
+
+    # Conversation.
+    instructions: str = Field(
+        default="You are a helpful voice assistant on a phone call. Be friendly and concise.",
+        description="System prompt.",
+    )
+    modalities: Annotated[list[Literal["text", "audio"]], NoDecode] = Field(
+        default=["text", "audio"], description="Response modalities, comma-separated."
+    )
+    temperature: float | None = Field(
+        default=0.8, description="Sampling temperature (unset: service default)."
+    )
+    max_response_output_tokens: int | Literal["inf"] = Field(
+        default="inf", description="Max output tokens per response, or inf."
+    )
+    tool_choice: str = Field(default="auto", description="auto, none, required, or the name of one function.")
+    proactive_greeting_enabled: bool = Field(
+        default=True, description="Speak first when the call is answered."
+    )
+    proactive_greeting: str = Field(
+        default="Hello! How can I help you today?",
+        description="What the agent says first, verbatim; empty lets the model greet from its instructions.",
+    )
+
+    # Voice.
+    voice: str = Field(default="en-US-AvaNeural", description="OpenAI voice name or Azure voice name.")
+    voice_type: VoiceType = Field(
+        default="auto", description="auto: OpenAI names are openai voices, anything else azure-standard."
+    )
+    voice_temperature: float | None = Field(default=None, description="Azure voice temperature.")
+    voice_style: str | None = Field(default=None, description="Azure voice speaking style.")
+    voice_rate: str | None = Field(default=None, description="Azure voice rate, e.g. 1.1 or +10%.")
+    voice_pitch: str | None = Field(default=None, description="Azure voice pitch, e.g. +5%.")
+    voice_volume: str | None = Field(default=None, description="Azure voice volume, e.g. loud.")
+    voice_locale: str | None = Field(default=None, description="Azure voice locale, e.g. en-US.")
+    voice_endpoint_id: str | None = Field(default=None, description="Deployment id of an azure-custom voice.")
+    voice_personal_model: str = Field(
+        default="DragonLatestNeural", description="Base model of an azure-personal voice."
+    )
+
+    # Audio.
+    audio_format: AudioFormat = Field(
+        default="g711",
+        description="g711: pass the call's G.711 law through; g711_ulaw/g711_alaw: force a law; "
+        "pcm16_16000/pcm16_24000: decode and resample.",
+    )
+    noise_reduction: NoiseReduction = Field(
+        default="azure_deep_noise_suppression", description="Input noise reduction."
+    )
+    echo_cancellation: EchoCancellation = Field(
+        default="none", description="Server echo cancellation and its reference source (server or client)."
+    )
+
+    # Input transcription.
+    transcription_model: str = Field(
+        default="azure-speech", description="Caller transcription model, or none."
+    )
+    transcription_language: str | None = Field(
+        default=None, description="Transcription language, e.g. en-US."
+    )
+    transcription_phrase_list: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Phrase hints for azure-speech, comma-separated."
+    )
+
+    # Turn detection.
+    vad_type: VadType = Field(default="server_vad", description="Turn detection; none means manual turns.")
+    vad_threshold: float = Field(default=0.5, ge=0, le=1, description="Speech probability threshold.")
+    vad_prefix_padding_ms: int = Field(
+        default=200, ge=0, description="Audio kept before detected speech (ms)."
+    )
+    vad_silence_duration_ms: int = Field(default=400, ge=0, description="Silence that ends a turn (ms).")
+    vad_speech_duration_ms: int | None = Field(
+        default=None, ge=0, description="Minimum speech that starts a turn (semantic VAD only, ms)."
+    )
+    vad_remove_filler_words: bool = Field(default=False, description="Ignore um/uh (semantic VAD only).")
+    vad_languages: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Languages for semantic VAD, comma-separated."
+    )
+    vad_create_response: bool = Field(default=True, description="Reply automatically at the end of a turn.")
+    vad_interrupt_response: bool = Field(
+        default=True, description="Caller speech interrupts a running reply."
+    )
+    vad_auto_truncate: bool = Field(
+        default=False, description="Let the service truncate on interruption (we truncate at the ms played)."
+    )
+    vad_eou_model: EouModel = Field(default="none", description="Semantic end-of-utterance detection model.")
+    vad_eou_threshold_level: Literal["low", "medium", "high", "default"] = Field(
+        default="default", description="End-of-utterance threshold level."
+    )
+    vad_eou_timeout_ms: int | None = Field(default=None, ge=0, description="End-of-utterance timeout (ms).")
+
+    _split_lists = field_validator("modalities", "transcription_phrase_list", "vad_languages", mode="before")(
+        _csv
+    )

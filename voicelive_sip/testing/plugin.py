@@ -1,0 +1,36 @@
+"""pytest plugin (entry point `pytest11`): the `fake_voicelive` fixture, a FakeVoiceLive per test."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from voicelive_sip.testing.fake_voicelive import FakeVoiceLive
+
+
+@pytest.fixture
+def fake_voicelive_options() -> dict[str, Any]:
+    """Keyword arguments for the `fake_voicelive` fixture; override this fixture to script the fake."""
+    return {}
+
+
+# The plugin loads in every pytest run of a project that installs us; without pytest-asyncio it must not break
+# that run, so the fixture then skips the tests that ask for it.
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    import pytest_asyncio
+
+    @pytest_asyncio.fixture
+    async def fake_voicelive(fake_voicelive_options: dict[str, Any]) -> AsyncIterator[FakeVoiceLive]:
+        """A started FakeVoiceLive on a free 127.0.0.1 port, stopped after the test."""
+        async with FakeVoiceLive(**fake_voicelive_options) as fake:
+            yield fake
+
+else:  # pragma: no cover - depends on the environment
+
+    @pytest.fixture
+    def fake_voicelive() -> None:
+        """Skips: the async fixture needs pytest-asyncio."""
+        pytest.skip("the fake_voicelive fixture needs pytest-asyncio")

@@ -1,0 +1,55 @@
+"""Azure AI Voice Live: one session per call, with reconnect, and the events it hands to the call."""
+
+from voicelive_sip.voicelive.errors import (
+    VoiceLiveAuthError,
+    VoiceLiveConnectError,
+    VoiceLiveDnsError,
+    VoiceLiveError,
+    VoiceLiveTimeoutError,
+    VoiceLiveTlsError,
+)
+from voicelive_sip.voicelive.events import (
+    AudioDelta,
+    Closed,
+    FunctionCall,
+    InputTranscript,
+    InputTranscriptDelta,
+    OutputTranscript,
+    OutputTranscriptDelta,
+    Reconnected,
+    Reconnecting,
+    ResponseDone,
+    ResponseStarted,
+    ServiceError,
+    SessionEvent,
+    SpeechStarted,
+    SpeechStopped,
+    Usage,
+)
+from voicelive_sip.voicelive.session import VoiceLiveSession
+
+__all__ = [
+    "AudioDelta",
+    "Closed",
+    "FunctionCall",
+    "InputTranscript",
+    "InputTranscriptDelta",
+    "OutputTranscript",
+    "OutputTranscriptDelta",
+    "Reconnected",
+    "Reconnecting",
+    "ResponseDone",
+    "ResponseStarted",
+    "ServiceError",
+    "SessionEvent",
+    "SpeechStarted",
+    "SpeechStopped",
+    "Usage",
+    "VoiceLiveAuthError",
+    "VoiceLiveConnectError",
+    "VoiceLiveDnsError",
+    "VoiceLiveError",
+    "VoiceLiveSession",
+    "VoiceLiveTimeoutError",
+    "VoiceLiveTlsError",
+]
