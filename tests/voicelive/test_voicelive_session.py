@@ -21,6 +21,8 @@ from voicelive_sip.voicelive import (
     InputTranscript,
     OutputTranscript,
     OutputTranscriptDelta,
+    Reconnected,
+    Reconnecting,
     ResponseDone,
     ResponseStarted,
     ServiceError,
@@ -405,3 +407,139 @@ async def test_deliberate_close_ends_the_stream_and_never_reconnects(fake_voicel
     await session.send_audio(silence_ulaw(20))  # after close: ignored, not an error
     await session.close()  # idempotent
     assert session.state == "closed"
+
+
+# -- reconnect -------------------------------------------------------------------------------------------
+
+
+def _reconnect_settings(fake: FakeVoiceLive, **overrides: Any) -> VoiceLiveSettings:
+    values: dict[str, Any] = {"reconnect_initial_delay": 0.0, "vad_type": "none"}
+    values.update(overrides)
+    return fake.settings(**values)
+
+
+async def test_drop_mid_stream_loses_no_caller_audio() -> None:
+    rng = np.random.default_rng(7)
+    sent = rng.integers(0, 256, 8 * 3000, dtype=np.uint8).tobytes()  # 3 s of distinct bytes
+    faults = FakeFaults(close_after_audio_ms=1000, close_code=1011)
+    async with FakeVoiceLive(faults=faults) as fake, VoiceLiveSession(_reconnect_settings(fake)) as session:
+        await send_paced(session, sent)
+        await fake.wait_for(
+            lambda f: f.connection_count == 2 and f.connections[1].audio.endswith(sent[-160:])
+        )
+        first, second = bytes(fake.connections[0].audio), bytes(fake.connections[1].audio)
+        assert session.reconnects == 1
+        assert session.dropped_audio_bytes == 0
+    # The first connection got a prefix; the second resumes at or before where the first stopped.
+    assert 8 * 1000 <= len(first) < len(sent)
+    assert sent.startswith(first)
+    assert sent.endswith(second)
+    assert len(first) + len(second) >= len(sent)
+    assert fake.connections[1].event_types[0] == "session.update"
+
+
+async def test_reconnect_resends_the_session_and_restores_the_conversation() -> None:
+    async with (
+        FakeVoiceLive(replies=[FakeReply(text="It is sunny.")]) as fake,
+        VoiceLiveSession(_reconnect_settings(fake, instructions="Be brief.")) as session,
+    ):
+        await session.add_user_text("What is the weather?")
+        await collect(session, ResponseDone)
+        await fake.drop(1011)
+        events = await collect(session, Reconnected)
+        assert any(isinstance(e, Reconnecting) for e in events)
+        await fake.wait_for(lambda f: f.connection_count == 2 and len(f.connections[1].items) == 2)
+        second = fake.connections[1]
+    assert second.session["instructions"] == "Be brief."
+    assert second.session["voice"] == fake.connections[0].session["voice"]
+    assert [(i["role"], i["content"][0]["text"]) for i in second.items] == [
+        ("user", "What is the weather?"),
+        ("assistant", "It is sunny."),
+    ]
+    assert [i["content"][0]["type"] for i in second.items] == ["input_text", "text"]
+
+
+async def test_restored_reply_keeps_only_what_the_caller_heard() -> None:
+    text = "one two three four five six seven eight nine ten"
+    async with (
+        FakeVoiceLive(replies=[FakeReply(text=text)]) as fake,
+        VoiceLiveSession(_reconnect_settings(fake)) as session,
+    ):
+        await session.add_user_text("count")
+        events = await collect(session, ResponseDone)
+        item_id = next(e for e in events if isinstance(e, AudioDelta)).item_id
+        total_ms = sum(len(e.audio) for e in events if isinstance(e, AudioDelta)) // 8
+        await session.truncate(item_id, total_ms // 2)
+        await fake.wait_for(lambda f: bool(f.truncations))
+        await fake.drop()
+        await collect(session, Reconnected)
+        await fake.wait_for(lambda f: f.connection_count == 2 and len(f.connections[1].items) == 2)
+    restored = fake.connections[1].items[1]["content"][0]["text"]
+    assert text.startswith(restored) and 0 < len(restored) < len(text)
+    assert restored.split()[-1] in ("four", "five")
+
+
+async def test_uncommitted_speech_is_replayed_committed_speech_is_not() -> None:
+    speech = tone_ulaw(400)
+    pause = silence_ulaw(400)
+    tail = tone_ulaw(200, freq=500.0)
+    async with (
+        FakeVoiceLive() as fake,
+        VoiceLiveSession(
+            _reconnect_settings(fake, vad_type="server_vad", vad_create_response=False)
+        ) as session,
+    ):
+        await send_paced(session, speech + pause)
+        await collect(session, SpeechStopped)
+        await send_paced(session, tail)
+        await fake.wait_for(lambda f: len(f.connections[0].audio) == len(speech + pause + tail))
+        await fake.drop()
+        await collect(session, Reconnected)
+        await fake.wait_for(lambda f: f.connection_count == 2 and f.connections[1].audio.endswith(tail))
+        second = bytes(fake.connections[1].audio)
+    # The turn was committed at 800 ms (400 ms of speech + 400 ms of silence): only the tail is resent.
+    assert second == tail
+
+
+async def test_audio_during_an_outage_is_buffered_and_bounded() -> None:
+    async with (
+        FakeVoiceLive() as fake,
+        VoiceLiveSession(
+            _reconnect_settings(fake, reconnect_buffer_ms=200, reconnect_replay_ms=0)
+        ) as session,
+    ):
+        fake.faults = FakeFaults(handshake_delay_s=30)  # the reconnect hangs until the fake stops
+        await fake.drop()
+        await collect(session, Reconnecting)
+        for _ in range(15):  # 300 ms of audio into a 200 ms buffer
+            await session.send_audio(b"\x01" * 160)
+        assert session.state == "reconnecting"
+        assert session.dropped_audio_bytes == 800  # the oldest 100 ms went first
+    assert session.state == "closed"
+
+
+async def test_reconnect_gives_up_when_credentials_are_refused() -> None:
+    async with (
+        FakeVoiceLive() as fake,
+        VoiceLiveSession(_reconnect_settings(fake, reconnect_attempts=3)) as session,
+    ):
+        fake.faults = FakeFaults(reject_auth=True)
+        await fake.drop()
+        events = await collect(session, Closed)
+    closed = events[-1]
+    assert isinstance(closed, Closed) and isinstance(closed.error, VoiceLiveAuthError)
+    assert [e.attempt for e in events if isinstance(e, Reconnecting)] == [1]
+    assert fake.rejected_handshakes == 1
+
+
+async def test_reconnect_gives_up_after_the_configured_attempts() -> None:
+    fake = FakeVoiceLive()
+    await fake.start()
+    session = VoiceLiveSession(_reconnect_settings(fake, reconnect_attempts=2))
+    await session.connect()
+    await fake.stop()  # the service is gone for good
+    events = await collect(session, Closed)
+    await session.close()
+    closed = events[-1]
+    assert isinstance(closed, Closed) and isinstance(closed.error, VoiceLiveConnectError)
+    assert [e.attempt for e in events if isinstance(e, Reconnecting)] == [1, 2]

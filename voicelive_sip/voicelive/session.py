@@ -344,6 +344,9 @@ class VoiceLiveSession:
             # The SDK ignores handshake_timeout (PROTOCOL.md), so the bound is ours.
             async with asyncio.timeout(s.connect_timeout):
                 return await manager.__aenter__()
+        except asyncio.CancelledError as exc:  # close() during a reconnect
+            await _close_abandoned_sessions(exc)
+            raise
         except Exception as exc:  # every failure becomes one of our types, with the cause kept
             if isinstance(exc, TimeoutError):
                 await _close_abandoned_sessions(exc)
