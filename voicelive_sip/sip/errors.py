@@ -11,6 +11,10 @@ class SipParseError(ValueError):
         self.detail = detail
         self.status_code = status_code
         self.reason = reason
+        # Filled in by parse_message: whether a request was seen, and the raw header fields read so far,
+        # so a UA can still answer (RFC 3261 §8.2) when parsing failed part-way.
+        self.is_request: bool | None = None
+        self.fields: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:
         return f"SipParseError({self.detail!r}, status_code={self.status_code}, reason={self.reason!r})"
