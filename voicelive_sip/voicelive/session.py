@@ -221,7 +221,7 @@ class VoiceLiveSession:
     # -- control --------------------------------------------------------------------------------------
 
     async def greet(self) -> bool:
-        """Start the proactive greeting if configured; call once when the call is answered."""
+        """Start the proactive greeting if configured (call once, when the call is answered); True if sent."""
         params = greeting_response(self.settings)
         if params is None:
             return False
@@ -238,7 +238,7 @@ class VoiceLiveSession:
         await self._send(event)
 
     async def cancel_response(self) -> bool:
-        """Cancel the running reply, if there is one."""
+        """Cancel the running reply, if there is one; True if a cancel was sent."""
         if not self.active_responses:
             return False
         await self._send({"type": "response.cancel"})
