@@ -225,10 +225,9 @@ class VoiceLiveSession:
         params = greeting_response(self.settings)
         if params is None:
             return False
-        await self._send(
+        return await self._send(
             {"type": "response.create", "response": params} if params else {"type": "response.create"}
         )
-        return True
 
     async def create_response(self, instructions: str | None = None) -> None:
         """Ask for a reply now (manual turns, after tool output, after DTMF text)."""
@@ -241,8 +240,7 @@ class VoiceLiveSession:
         """Cancel the running reply, if there is one; True if a cancel was sent."""
         if not self.active_responses:
             return False
-        await self._send({"type": "response.cancel"})
-        return True
+        return await self._send({"type": "response.cancel"})
 
     async def truncate(self, item_id: str, audio_end_ms: int, content_index: int = 0) -> None:
         """Tell the model how much of its reply the caller actually heard."""
