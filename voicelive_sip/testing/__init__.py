@@ -7,5 +7,16 @@ from voicelive_sip.testing.fake_voicelive import (
     FakeToolCall,
     FakeVoiceLive,
 )
+from voicelive_sip.testing.rtp import Arrival, ImpairmentRelay, RtpLoopback, RtpRecorder
 
-__all__: list[str] = ["FakeConnection", "FakeFaults", "FakeReply", "FakeToolCall", "FakeVoiceLive"]
+__all__: list[str] = [
+    "Arrival",
+    "FakeConnection",
+    "FakeFaults",
+    "FakeReply",
+    "FakeToolCall",
+    "FakeVoiceLive",
+    "ImpairmentRelay",
+    "RtpLoopback",
+    "RtpRecorder",
+]
