@@ -9,6 +9,7 @@ from .auth import (
     VerifyOutcome,
     VerifyResult,
 )
+from .dialog import Dialog, DialogId, DialogState, DialogTable, new_tag
 from .errors import LocalProtocolError, SipParseError
 from .framing import StreamFramer
 from .headers import CSeq, MediaType, NameAddress, Via
@@ -24,6 +25,7 @@ from .message import (
     reason_phrase,
     request_problem,
 )
+from .transaction import State, Timers, TransactionLayer, new_branch
 from .uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
 
 __all__ = [
@@ -31,6 +33,10 @@ __all__ = [
     "AbsoluteUri",
     "AuthAnswer",
     "CSeq",
+    "Dialog",
+    "DialogId",
+    "DialogState",
+    "DialogTable",
     "DigestAuthError",
     "DigestAuthFailed",
     "DigestClient",
@@ -44,14 +50,19 @@ __all__ = [
     "Response",
     "SipParseError",
     "SipUri",
+    "State",
     "StreamFramer",
     "TelUri",
+    "Timers",
+    "TransactionLayer",
     "Uri",
     "VerifyOutcome",
     "VerifyResult",
     "Via",
     "error_response",
     "make_response",
+    "new_branch",
+    "new_tag",
     "parse_message",
     "parse_uri",
     "reason_phrase",
