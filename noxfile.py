@@ -28,4 +28,10 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
-    session.run("pytest", "benchmarks", "--benchmark-only", "--benchmark-columns=min,median,mean,ops", *session.posargs)
+    session.run(
+        "pytest",
+        "benchmarks",
+        "--benchmark-only",
+        "--benchmark-columns=min,median,mean,ops",
+        *session.posargs,
+    )
