@@ -160,9 +160,7 @@ def demo() -> int:
     bye_in = next(e for e in iter(gateway.next_event, None) if isinstance(e, RequestReceived))
     gateway.respond(bye_in.transaction, make_response(bye_in.request, 200), ladder.now)
     ladder.pump()
-    print(
-        "\n  call ended. The asyncio user agent, RTP bridge and gateway replace this in-memory demo."
-    )
+    print("\n  call ended. The asyncio user agent, RTP bridge and gateway replace this in-memory demo.")
     return 0
 
 

@@ -74,7 +74,24 @@ def test_typed_access() -> None:
     assert m.content_type is not None and m.content_type.mime == "application/sdp"
     assert m.body == SDP and m.content_length == len(SDP)
     assert m.headers.get("x-custom") == "kept  as is"
-    assert m.www_authenticate == ['Digest realm="a, b", nonce="x"']
+    (challenge,) = m.www_authenticate
+    assert (challenge.realm, challenge.nonce) == ("a, b", "x")
+    assert m.headers.get_all("WWW-Authenticate") == ['Digest realm="a, b", nonce="x"']
+
+
+def test_authorization_headers_are_typed_and_other_schemes_skipped() -> None:
+    m = parse_message(
+        b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK9\r\n"
+        b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: 9\r\nCSeq: 2 REGISTER\r\n"
+        b"Authorization: NoOneKnowsThisScheme opaque-data=here\r\n"
+        b'Authorization: Digest username="a", realm="r", nonce="n", uri="sip:example.com", response="00"\r\n'
+        b'Proxy-Authorization: Digest username="p", realm="q", nonce="m", '
+        b'uri="sip:example.com", response="11"\r\n'
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert [c.username for c in m.authorization] == ["a"]
+    assert [c.realm for c in m.proxy_authorization] == ["q"]
+    assert m.proxy_authenticate == []
 
 
 def test_header_names_are_case_insensitive_and_compact_forms_expand() -> None:

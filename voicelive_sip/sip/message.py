@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from .auth import DigestChallenge, DigestCredentials, parse_challenge, parse_credentials
 from .errors import LocalProtocolError, SipParseError
 from .headers import (
     TOKEN_RE,
@@ -455,21 +456,29 @@ class Message:
     def proxy_require(self) -> list[str]:
         return self._tokens("Proxy-Require")
 
-    @property
-    def www_authenticate(self) -> list[str]:
-        return self.headers.get_all("WWW-Authenticate")
+    def _digest(self, name: str, parser: Callable[[str], _T]) -> list[_T]:
+        def parse(value: str) -> _T | None:
+            # Other schemes (Basic, unknown ones as in RFC 4475 §3.3.7) are skipped, not errors.
+            return parser(value) if value.lstrip()[:6].lower() == "digest" else None
+
+        return [v for v in self.headers.typed(name, parse) if v is not None]
 
     @property
-    def proxy_authenticate(self) -> list[str]:
-        return self.headers.get_all("Proxy-Authenticate")
+    def www_authenticate(self) -> list[DigestChallenge]:
+        """The Digest challenges of a 401 (raw values: `headers.get_all("WWW-Authenticate")`)."""
+        return self._digest("WWW-Authenticate", parse_challenge)
 
     @property
-    def authorization(self) -> list[str]:
-        return self.headers.get_all("Authorization")
+    def proxy_authenticate(self) -> list[DigestChallenge]:
+        return self._digest("Proxy-Authenticate", parse_challenge)
 
     @property
-    def proxy_authorization(self) -> list[str]:
-        return self.headers.get_all("Proxy-Authorization")
+    def authorization(self) -> list[DigestCredentials]:
+        return self._digest("Authorization", parse_credentials)
+
+    @property
+    def proxy_authorization(self) -> list[DigestCredentials]:
+        return self._digest("Proxy-Authorization", parse_credentials)
 
     def _start_line(self) -> str:
         raise NotImplementedError
