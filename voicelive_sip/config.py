@@ -168,3 +168,152 @@ class VoiceLiveSettings(BaseSettings):
     _split_lists = field_validator("modalities", "transcription_phrase_list", "vad_languages", mode="before")(
         _csv
     )
+
+
+Transport = Literal["udp", "tcp"]
+Codec = Literal["PCMU", "PCMA"]
+
+
+def _default_transports() -> list[Transport]:
+    return ["udp", "tcp"]
+
+
+def _default_codecs() -> list[Codec]:
+    return ["PCMU", "PCMA"]
+
+
+class SipSettings(BaseSettings):
+    """The SIP user agent: where it listens, who it is, registration, limits and timers."""
+
+    model_config = SettingsConfigDict(env_prefix="SIP_", extra="ignore", populate_by_name=True)
+
+    local_address: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("SIP_LOCAL_ADDRESS", "local_address"),
+        description="Address the SIP transports bind to (0.0.0.0 for all interfaces).",
+    )
+    port: int = Field(
+        default=5060,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("SIP_PORT", "port"),
+        description="SIP port for UDP and TCP (0 picks a free port).",
+    )
+    via_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SIP_VIA_ADDR", "via_address"),
+        description="Address written into Via and Contact (NAT); defaults to the bound address.",
+    )
+    transports: Annotated[list[Transport], NoDecode] = Field(
+        default_factory=_default_transports, description="Transports to listen on, comma-separated."
+    )
+    server: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SIP_SERVER", "server"),
+        description="PBX / registrar / outbound proxy: host[:port] (with ;transport=tcp for TCP).",
+    )
+    user: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SIP_USER", "user"),
+        description="Our SIP identity (AOR), e.g. bot@sip.example.com.",
+    )
+    auth_user: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AUTH_USER", "auth_user"),
+        description="Digest username towards the server (defaults to the user part of SIP_USER).",
+    )
+    auth_realm: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AUTH_REALM", "auth_realm"),
+        description="Digest realm to answer; unset answers any realm the server names.",
+    )
+    auth_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AUTH_PASSWORD", "auth_password"),
+        description="Digest password towards the server.",
+    )
+    register_enabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("REGISTER_WITH_SIP_SERVER", "register_enabled"),
+        description="Register SIP_USER with SIP_SERVER.",
+    )
+    register_expires: int = Field(default=3600, ge=60, description="Registration lifetime asked for (s).")
+    display_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DISPLAY_NAME", "display_name"),
+        description="Display name in From and Contact.",
+    )
+    user_agent: str = Field(default="voicelive-sip", description="User-Agent / Server header value.")
+    max_calls: int = Field(default=100, ge=1, description="Concurrent calls; more are refused.")
+    busy_status: Literal[486, 503] = Field(
+        default=486, description="Answer beyond max_calls: 486 Busy Here or 503 with Retry-After."
+    )
+    allow_from: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks (CIDR) allowed to send requests, comma-separated; empty allows everyone.",
+    )
+    inbound_auth_user: str | None = Field(
+        default=None,
+        description="When set (with the password), incoming INVITEs must authenticate as this user.",
+    )
+    inbound_auth_password: SecretStr | None = Field(
+        default=None, description="Password for inbound_auth_user."
+    )
+    session_expires: int = Field(default=1800, ge=90, description="RFC 4028 session interval we ask for (s).")
+    min_se: int = Field(default=90, ge=90, description="RFC 4028 smallest session interval we accept (s).")
+    invite_timeout: float = Field(
+        default=60.0, gt=0, description="Outbound call: give up (CANCEL) after (s)."
+    )
+    t1: float = Field(default=0.5, gt=0, description="RFC 3261 T1, the round-trip estimate (s).")
+    tcp_idle_timeout: float = Field(
+        default=300.0, gt=0, description="Close TCP connections idle this long (s)."
+    )
+    max_tcp_connections: int = Field(default=1024, ge=1, description="Concurrent TCP connections.")
+    max_requests_per_second: int = Field(
+        default=200,
+        ge=1,
+        description="New requests accepted per source address per second; more are dropped.",
+    )
+
+    _split_lists = field_validator("transports", "allow_from", mode="before")(_csv)
+
+
+class MediaSettings(BaseSettings):
+    """RTP: bind address, port range, codecs and timers."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIA_", extra="ignore", populate_by_name=True)
+
+    address: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("MEDIA_ADDRESS", "address"),
+        description="Address RTP binds to and (unless MEDIA_PUBLIC_ADDRESS) the one written into SDP.",
+    )
+    public_address: str | None = Field(default=None, description="Address written into SDP (NAT).")
+    port: int = Field(
+        default=10000,
+        ge=1024,
+        le=65534,
+        validation_alias=AliasChoices("MEDIA_PORT", "port"),
+        description="First RTP port of the range.",
+    )
+    port_count: int = Field(
+        default=1000,
+        ge=2,
+        validation_alias=AliasChoices("MEDIA_PORT_COUNT", "port_count"),
+        description="Number of ports in the RTP range (two per call: RTP and RTCP).",
+    )
+    codecs: Annotated[list[Codec], NoDecode] = Field(
+        default_factory=_default_codecs, description="Codecs by preference, comma-separated."
+    )
+    ptime: int = Field(default=20, description="Packet time we ask for (ms).")
+    symmetric_rtp: bool = Field(
+        default=True, description="Send RTP to where the caller's RTP comes from (NAT)."
+    )
+    inactivity_timeout: float = Field(
+        default=30.0, gt=0, description="End the call after this much RTP silence (s)."
+    )
+    outbound_buffer_seconds: float = Field(
+        default=30.0, gt=0, description="Agent audio buffered per call (s)."
+    )
+
+    _split_lists = field_validator("codecs", mode="before")(_csv)

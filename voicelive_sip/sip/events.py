@@ -16,6 +16,7 @@ class Outgoing:
     data: bytes
     destination: Address
     transport: str
+    transaction: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,7 +234,7 @@ class Transaction:
             self.deadlines.pop(trigger, None)
 
     def send(self, data: bytes) -> None:
-        self.layer._send(Outgoing(data, self.destination, self.transport))
+        self.layer._send(Outgoing(data, self.destination, self.transport, self.key))
 
     def send_response(self, response: Response) -> None:
         self.last_response = response

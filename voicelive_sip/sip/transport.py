@@ -1,0 +1,265 @@
+"""SIP transports on asyncio: UDP and TCP on one address and port (RFC 3261 §18), the only socket code of SIP.
+
+Received bytes become parsed messages handed to `on_message`; what cannot be parsed goes to `on_parse_error`
+with enough context to answer 400. TCP connections are reused per peer, closed when idle, and limited in
+number; a framing error closes that connection only. TLS fits in as another stream transport (an SSL context
+on the same server/connect calls), which is why the stream code does not assume TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import structlog
+
+from .errors import SipParseError
+from .events import Address, Outgoing
+from .framing import StreamFramer
+from .message import MAX_MESSAGE_SIZE, Request, Response, parse_message
+
+log = structlog.get_logger("voicelive_sip.sip.transport")
+
+MessageHandler = Callable[[Request | Response, Address, str], None]
+ParseErrorHandler = Callable[[SipParseError, Address, str], None]
+SendErrorHandler = Callable[[Outgoing, Exception], None]
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: TransportLayer) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        source = (addr[0], addr[1])
+        if data.strip(b"\r\n") == b"":
+            return  # RFC 5626 keep-alive (CRLF) on UDP
+        try:
+            message = parse_message(data, max_size=self.owner.max_message_size)
+        except SipParseError as error:
+            self.owner.on_parse_error(error, source, "UDP")
+            return
+        self.owner.deliver(message, source, "UDP")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the transaction timers deal with the consequences.
+        log.debug("sip.udp_error", error=str(exc))
+
+
+class StreamConnection(asyncio.Protocol):
+    """One TCP (or TLS) connection: framing in, writes out, an idle timer."""
+
+    def __init__(
+        self, owner: TransportLayer, transport_name: str, *, outbound: Address | None = None
+    ) -> None:
+        self.owner = owner
+        self.name = transport_name
+        self.framer = StreamFramer(owner.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address | None = outbound
+        self.outbound_key = outbound
+        self.last_activity = owner.loop.time()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer is not None:
+            self.peer = (peer[0], peer[1])
+        if not self.owner.register_connection(self):
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.owner.loop.time()
+        assert self.peer is not None
+        try:
+            items = self.framer.feed(data)
+        except SipParseError as error:
+            log.info("sip.tcp_framing_error", peer=self.peer, error=error.detail)
+            self.close()
+            return
+        for item in items:
+            if isinstance(item, SipParseError):
+                self.owner.on_parse_error(item, self.peer, self.name)
+            else:
+                self.owner.deliver(item, self.peer, self.name)
+
+    def write(self, data: bytes) -> None:
+        self.last_activity = self.owner.loop.time()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.unregister_connection(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class TransportLayer:
+    """UDP and TCP listening on one port; sends `Outgoing` items and delivers parsed messages."""
+
+    def __init__(
+        self,
+        on_message: MessageHandler,
+        on_parse_error: ParseErrorHandler,
+        on_send_error: SendErrorHandler,
+        *,
+        max_connections: int = 1024,
+        idle_timeout: float = 300.0,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        connect_timeout: float = 5.0,
+        max_pending_writes: int = 64,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.on_message = on_message
+        self.on_parse_error = on_parse_error
+        self.on_send_error = on_send_error
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.max_message_size = max_message_size
+        self.connect_timeout = connect_timeout
+        self.max_pending_writes = max_pending_writes
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp_server: asyncio.Server | None = None
+        self.address: Address = ("0.0.0.0", 0)
+        self.connections: dict[Address, StreamConnection] = {}
+        self._connecting: dict[Address, list[Outgoing]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def transports(self) -> list[str]:
+        return [name for name, on in (("UDP", self.udp), ("TCP", self.tcp_server)) if on is not None]
+
+    async def start(self, host: str, port: int, transports: Sequence[str]) -> Address:
+        """Bind the requested transports on one port; with port 0, find a port free for both."""
+        wanted = {t.upper() for t in transports}
+        for _ in range(20):
+            try:
+                bound = await self._bind(host, port, wanted)
+            except OSError:
+                if port != 0:
+                    raise
+                continue  # the UDP port was free but its TCP twin was not: try another
+            self.address = bound
+            self._schedule_idle_check()
+            log.info("sip.transport_started", address=bound, transports=sorted(wanted))
+            return bound
+        raise OSError("no port free for both UDP and TCP")
+
+    async def _bind(self, host: str, port: int, wanted: set[str]) -> Address:
+        udp: asyncio.DatagramTransport | None = None
+        try:
+            if "UDP" in wanted:
+                udp, _ = await self.loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), local_addr=(host, port), reuse_port=False
+                )
+                port = udp.get_extra_info("sockname")[1]
+            if "TCP" in wanted:
+                self.tcp_server = await self.loop.create_server(
+                    lambda: StreamConnection(self, "TCP"), host=host, port=port, reuse_address=True
+                )
+                port = self.tcp_server.sockets[0].getsockname()[1]
+        except OSError:
+            if udp is not None:
+                udp.close()
+            raise
+        self.udp = udp
+        return host, port
+
+    # -- delivery ------------------------------------------------------------------------------------------
+    def deliver(self, message: Request | Response, source: Address, transport: str) -> None:
+        try:
+            self.on_message(message, source, transport)
+        except Exception:  # a bug above must not kill the socket's reader
+            log.exception("sip.message_handler_failed", source=source)
+
+    # -- sending -------------------------------------------------------------------------------------------
+    def send(self, out: Outgoing) -> None:
+        if out.transport == "UDP":
+            if self.udp is None:
+                self.on_send_error(out, OSError("UDP transport not started"))
+                return
+            self.udp.sendto(out.data, out.destination)
+            return
+        connection = self.connections.get(out.destination)
+        if connection is not None:
+            connection.write(out.data)
+            return
+        pending = self._connecting.get(out.destination)
+        if pending is not None:
+            if len(pending) < self.max_pending_writes:
+                pending.append(out)
+            return
+        self._connecting[out.destination] = [out]
+        task = self.loop.create_task(self._connect(out.destination, out.transport))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, destination: Address, transport_name: str) -> None:
+        try:
+            if len(self.connections) >= self.max_connections:
+                raise OSError("TCP connection limit reached")
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await self.loop.create_connection(
+                    lambda: StreamConnection(self, transport_name, outbound=destination),
+                    host=destination[0],
+                    port=destination[1],
+                    family=socket.AF_INET6 if ":" in destination[0] else socket.AF_INET,
+                )
+        except (OSError, TimeoutError) as error:
+            for out in self._connecting.pop(destination, []):
+                self.on_send_error(out, error)
+            log.info("sip.tcp_connect_failed", destination=destination, error=str(error))
+            return
+        for out in self._connecting.pop(destination, []):
+            connection.write(out.data)
+
+    # -- connection bookkeeping ----------------------------------------------------------------------------
+    def register_connection(self, connection: StreamConnection) -> bool:
+        if connection.outbound_key is None and len(self.connections) >= self.max_connections:
+            log.warning("sip.tcp_connection_refused", peer=connection.peer, limit=self.max_connections)
+            return False
+        assert connection.peer is not None
+        self.connections[connection.peer] = connection
+        if connection.outbound_key is not None and connection.outbound_key != connection.peer:
+            self.connections[connection.outbound_key] = connection
+        return True
+
+    def unregister_connection(self, connection: StreamConnection) -> None:
+        for key in [k for k, c in self.connections.items() if c is connection]:
+            del self.connections[key]
+
+    def _schedule_idle_check(self) -> None:
+        interval = max(1.0, min(30.0, self.idle_timeout / 4))
+        self._idle_handle = self.loop.call_later(interval, self._close_idle)
+
+    def _close_idle(self) -> None:
+        cutoff = self.loop.time() - self.idle_timeout
+        for connection in {id(c): c for c in self.connections.values()}.values():
+            if connection.last_activity < cutoff:
+                log.debug("sip.tcp_idle_close", peer=connection.peer)
+                connection.close()
+        self._schedule_idle_check()
+
+    async def close(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+        connections = {id(c): c for c in self.connections.values()}.values()
+        for connection in connections:
+            connection.close()
+        for connection in connections:
+            await connection.closed
+        if self.tcp_server is not None:
+            await self.tcp_server.wait_closed()
