@@ -947,7 +947,9 @@ class UserAgent:
                 event, refused.status_code, headers=[(n, v) for n, v in refused.headers if n == "Retry-After"]
             )
             return
-        self._note_refresh(call, event.request)
+        if not self._note_refresh(call, event):
+            dialog.end_incoming_invite()
+            return
         body, offer = self._answer_in_dialog(call, event)
         if body is None:
             dialog.end_incoming_invite()
@@ -1004,7 +1006,8 @@ class UserAgent:
         if found is None:
             return
         _, call = found
-        self._note_refresh(call, event.request)
+        if not self._note_refresh(call, event):
+            return
         headers: list[tuple[str, object]] = [
             ("Contact", self.contact(event.transport)),
             *self._refresh_headers(call),
@@ -1490,13 +1493,21 @@ class UserAgent:
         )
         return [("Session-Expires", f"{call.session_interval};refresher={refresher}")]
 
-    def _note_refresh(self, call: Call, request: Request) -> None:
+    def _note_refresh(self, call: Call, event: RequestReceived) -> bool:
+        """Take a re-INVITE/UPDATE as a session refresh (RFC 4028 §10); False after answering 422 itself."""
+        requested = _session_expires(event.request)
+        if requested is not None and requested[0] < self.settings.min_se:
+            self._respond(event, 422, headers=[("Min-SE", str(self.settings.min_se))])
+            return False
         call._last_refresh = self._now()
-        requested = _session_expires(request)
         if requested is not None and call.session_interval is not None:
-            call.session_interval = max(requested[0], self.settings.min_se)
+            call.session_interval = requested[0]
+            if requested[1] is not None:
+                ours = "uas" if isinstance(call, IncomingCall) else "uac"
+                call.we_refresh = requested[1] == ours
             call._emit(SessionRefreshed(call.session_interval))
             self._arm_session_timer(call)
+        return True
 
     def _arm_session_timer(self, call: Call) -> None:
         if call._timer is not None:

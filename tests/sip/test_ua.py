@@ -1,0 +1,398 @@
+"""The asyncio user agent on loopback: two UAs calling each other, and a raw UDP peer for the odd cases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any, cast
+
+import pytest
+
+from voicelive_sip.config import MediaSettings, SipSettings
+from voicelive_sip.sdp import LocalSdpSession, SessionDescription, build_offer
+from voicelive_sip.sip import Request, Response, parse_message
+from voicelive_sip.sip.call import (
+    Answered,
+    CallEnded,
+    CallFailed,
+    IncomingCall,
+    InfoDtmf,
+    MediaUpdated,
+    SessionRefreshed,
+)
+from voicelive_sip.sip.ua import UserAgent
+
+
+def settings(**overrides: Any) -> SipSettings:
+    base: dict[str, Any] = {"port": 0, "local_address": "127.0.0.1", "t1": 0.05}
+    base.update(overrides)
+    return SipSettings(**base)
+
+
+Handler = Callable[[IncomingCall], Awaitable[None]]
+
+
+async def answer(call: IncomingCall) -> None:
+    await call.ring()
+    await call.answer(rtp_port=41000)
+
+
+@asynccontextmanager
+async def agent(handler: Handler | None = answer, **overrides: Any) -> AsyncIterator[UserAgent]:
+    """A started UA whose application runs `handler` for every incoming call."""
+    ua = UserAgent(settings(**overrides))
+    await ua.start()
+    ua.seen = []  # type: ignore[attr-defined]
+
+    async def app() -> None:
+        async for call in ua.incoming_calls():
+            ua.seen.append(call)  # type: ignore[attr-defined]
+            if handler is not None:
+                asyncio.get_running_loop().create_task(_guard(handler(call)))
+
+    task = asyncio.get_running_loop().create_task(app())
+    try:
+        yield ua
+    finally:
+        task.cancel()
+        await ua.close()
+
+
+async def _guard(job: Awaitable[None]) -> None:
+    with suppress(CallFailed):
+        await job
+
+
+class RawPeer(asyncio.DatagramProtocol):
+    """A bare UDP socket that sends SIP bytes and collects what comes back."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[Request | Response] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.inbox.put_nowait(parse_message(data))
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def send(self, data: bytes, ua: UserAgent) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, ua.address)
+
+    async def next(
+        self, predicate: Callable[[Request | Response], bool] = lambda m: True
+    ) -> Request | Response:
+        while True:
+            message = await asyncio.wait_for(self.inbox.get(), 5)
+            if predicate(message):
+                return message
+
+
+@asynccontextmanager
+async def raw_peer() -> AsyncIterator[RawPeer]:
+    transport, peer = await asyncio.get_running_loop().create_datagram_endpoint(
+        RawPeer, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield peer
+    finally:
+        transport.close()
+
+
+def raw_request(
+    method: str, peer: RawPeer, ua: UserAgent, *, branch: str = "z9hG4bKraw1", call_id: str = "raw-1",
+    to_tag: str | None = None, cseq: int = 1, headers: str = "", body: bytes = b"",
+) -> bytes:  # fmt: skip
+    to = f"<sip:bot@127.0.0.1:{ua.address[1]}>" + (f";tag={to_tag}" if to_tag else "")
+    head = (
+        f"{method} sip:bot@127.0.0.1:{ua.address[1]} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch={branch};rport\r\n"
+        f"From: <sip:raw@127.0.0.1>;tag=rawtag\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+        f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+        f"Contact: <sip:raw@127.0.0.1:{peer.port}>\r\n{headers}Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def is_status(code: int) -> Callable[[Request | Response], bool]:
+    return lambda m: isinstance(m, Response) and m.status_code == code
+
+
+async def test_call_answer_hold_info_and_bye() -> None:
+    async with agent() as bob, agent(None) as alice:
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        assert call.media is not None and call.media.codec == "PCMU"
+        assert call.media.remote_rtp == ("127.0.0.1", 41000)
+        (incoming,) = bob.seen  # type: ignore[attr-defined]
+        held = await call.hold()
+        assert held is not None and held.local_direction == "sendonly"
+        resumed = await call.unhold()
+        assert resumed is not None and resumed.local_direction == "sendrecv"
+        await call.send_info_dtmf("7")
+        await call.hangup()
+        assert (await call.wait_ended()).by == "local"
+        ended = await asyncio.wait_for(incoming.wait_ended(), 5)
+        assert ended == CallEnded("bye", "remote")
+        events = [e async for e in incoming.events()]
+        kinds = [type(e) for e in events]
+        assert kinds[0] is Answered and kinds[-1] is CallEnded
+        updates = [e.media for e in events if isinstance(e, MediaUpdated)]
+        # One media session throughout: the same port, the peer's hold seen as recvonly then sendrecv again.
+        assert [(m.local_direction, m.on_hold) for m in updates] == [("recvonly", True), ("sendrecv", False)]
+        assert {m.remote_rtp for m in updates} == {("127.0.0.1", 40000)}
+        assert InfoDtmf("7", 160) in events
+        assert incoming.local_sdp is not None and incoming.local_sdp.origin.session_version == 3
+        assert bob.active_calls == 0 and alice.active_calls == 0
+
+
+async def test_cancel_before_answer() -> None:
+    async def ring_only(call: IncomingCall) -> None:
+        await call.ring()
+
+    async with agent(ring_only) as bob, agent(None) as alice:
+        call = alice.dial(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        ringing = await asyncio.wait_for(anext(call.events()), 5)
+        assert ringing.status_code == 180  # type: ignore[union-attr]
+        await call.hangup()
+        with pytest.raises(CallFailed) as failed:
+            await call.answered()
+        assert failed.value.status_code == 487
+        (incoming,) = bob.seen  # type: ignore[attr-defined]
+        assert await asyncio.wait_for(incoming.wait_ended(), 5) == CallEnded("cancelled", "remote", 487)
+        with pytest.raises(CallFailed):
+            await incoming.answer(rtp_port=41000)
+
+
+@pytest.mark.parametrize("status", [486, 603, 480])
+async def test_reject(status: int) -> None:
+    async def reject(call: IncomingCall) -> None:
+        await call.reject(status)
+
+    async with agent(reject) as bob, agent(None) as alice:
+        with pytest.raises(CallFailed) as failed:
+            await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        assert failed.value.status_code == status
+
+
+async def test_no_common_codec_is_488() -> None:
+    async with agent() as bob, agent(None) as alice:
+        bob.media_settings = MediaSettings(codecs=["PCMU"])
+        with pytest.raises(CallFailed) as failed:
+            await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000, codecs=["PCMA"])
+        assert failed.value.status_code == 488
+        assert bob.seen == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("busy", "retry_after"), [(486, None), (503, "5")])
+async def test_admission_control(busy: int, retry_after: str | None) -> None:
+    async with agent(max_calls=1, busy_status=busy) as bob, agent(None) as alice, raw_peer() as peer:
+        first = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        peer.send(raw_request("INVITE", peer, bob, call_id="second"), bob)
+        refused = await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200)
+        assert isinstance(refused, Response) and refused.status_code == busy
+        assert refused.headers.get("Retry-After") == retry_after
+        await first.hangup()
+
+
+async def test_inbound_digest_challenge() -> None:
+    options = {"inbound_auth_user": "pbx", "inbound_auth_password": "s3cret", "auth_realm": "gw"}
+    async with agent(**options) as bob, agent(None) as alice:
+        call = await alice.call(
+            f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000, credentials=("pbx", "s3cret")
+        )
+        await call.hangup()
+        with pytest.raises(CallFailed) as failed:
+            await alice.call(
+                f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000, credentials=("pbx", "wrong")
+            )
+        assert failed.value.status_code in (401, 403)
+        with pytest.raises(CallFailed) as unauthenticated:
+            await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        assert unauthenticated.value.status_code == 401
+
+
+async def test_allow_list_drops_strangers() -> None:
+    async with agent(allow_from=["192.0.2.0/24"]) as bob, agent(None) as alice:
+        with pytest.raises(CallFailed) as failed:
+            await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        assert failed.value.status_code == 408  # no answer at all: Timer B
+        assert bob.seen == []  # type: ignore[attr-defined]
+
+
+async def test_options() -> None:
+    async with agent() as bob, raw_peer() as peer:
+        peer.send(raw_request("OPTIONS", peer, bob), bob)
+        ok = await peer.next()
+        assert isinstance(ok, Response) and ok.status_code == 200
+        assert "INVITE" in ok.allow and "UPDATE" in ok.allow
+        assert ok.headers.get("Accept") == "application/sdp" and ok.supported == ["timer"]
+        assert ok.to.tag is not None
+        assert ok.top_via.rport == peer.port and ok.top_via.received is None
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "body", "status"),
+    [
+        ("MESSAGE", "", b"", 405),
+        ("FOO", "", b"", 501),
+        ("OPTIONS", "Require: 100rel\r\n", b"", 420),
+        ("INVITE", "Content-Type: application/unknown\r\n", b"xyz", 415),
+        ("INVITE", "Accept: text/plain\r\n", b"", 406),
+        ("INVITE", "Session-Expires: 30\r\n", b"", 422),
+        ("BYE", "", b"", 481),
+    ],
+)
+async def test_rejections(method: str, headers: str, body: bytes, status: int) -> None:
+    async with agent() as bob, raw_peer() as peer:
+        to_tag = "nodialog" if method == "BYE" else None
+        peer.send(raw_request(method, peer, bob, headers=headers, body=body, to_tag=to_tag), bob)
+        response = await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200)
+        assert isinstance(response, Response) and response.status_code == status
+        if status in (405, 501):
+            assert "INVITE" in response.allow
+        if status == 420:
+            assert response.headers.get("Unsupported") == "100rel"
+        if status == 422:
+            assert response.headers.get("Min-SE") == "90"
+
+
+async def test_malformed_request_gets_400_and_the_ua_carries_on() -> None:
+    async with agent() as bob, raw_peer() as peer:
+        bad = raw_request("OPTIONS", peer, bob).replace(b"OPTIONS sip:", b"OPTIONS  sip:")
+        peer.send(bad, bob)
+        response = await peer.next()
+        assert isinstance(response, Response) and response.status_code == 400
+        peer.send(raw_request("OPTIONS", peer, bob, branch="z9hG4bKagain"), bob)
+        assert is_status(200)(await peer.next())
+
+
+async def test_invite_without_sdp_gets_our_offer_and_the_answer_comes_in_the_ack() -> None:
+    answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    async def handler(call: IncomingCall) -> None:
+        assert call.offer is None
+        answered.set_result(await call.answer(rtp_port=41000))
+
+    async with agent(handler) as bob, raw_peer() as peer:
+        peer.send(raw_request("INVITE", peer, bob), bob)
+        ok = await peer.next(is_status(200))
+        assert isinstance(ok, Response)
+        offer = SessionDescription.parse(ok.body)
+        from voicelive_sip.sdp import answer_offer
+
+        answer_sdp, _ = answer_offer(
+            offer, local_address="127.0.0.1", local_port=45000, session=LocalSdpSession()
+        )
+        ack = raw_request(
+            "ACK", peer, bob, branch="z9hG4bKack1", to_tag=ok.to.tag,
+            headers="Content-Type: application/sdp\r\n", body=answer_sdp.serialize(),
+        )  # fmt: skip
+        peer.send(ack, bob)
+        media = await asyncio.wait_for(answered, 5)
+        assert media is not None and media.remote_rtp == ("127.0.0.1", 45000)  # type: ignore[attr-defined]
+
+
+async def test_missing_ack_ends_the_call_with_bye() -> None:
+    failures: asyncio.Queue[CallFailed] = asyncio.Queue()
+
+    async def handler(call: IncomingCall) -> None:
+        try:
+            await call.answer(rtp_port=41000)
+        except CallFailed as error:
+            failures.put_nowait(error)
+
+    async with agent(handler) as bob, raw_peer() as peer:
+        offer = build_offer(local_address="127.0.0.1", local_port=45000, session=LocalSdpSession())
+        invite = raw_request(
+            "INVITE", peer, bob, headers="Content-Type: application/sdp\r\n", body=offer.serialize()
+        )
+        peer.send(invite, bob)
+        oks = [await peer.next(is_status(200)) for _ in range(3)]  # retransmitted while no ACK comes
+        assert len({m.to.tag for m in oks}) == 1
+        bye = await peer.next(lambda m: isinstance(m, Request) and m.method == "BYE")
+        assert isinstance(bye, Request) and bye.to.tag == "rawtag"
+        error = await asyncio.wait_for(failures.get(), 5)
+        assert error.status_code == 408
+
+
+async def test_large_request_goes_over_tcp() -> None:
+    transports: list[str] = []
+
+    async def handler(call: IncomingCall) -> None:
+        transports.append(call.transport)
+        await call.answer(rtp_port=41000)
+
+    async with agent(handler) as bob, agent(None) as alice:
+        pad = [("X-Padding", "x" * 1400)]
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000, headers=pad)
+        assert transports == ["TCP"]
+        await call.hangup()
+        ended = await asyncio.wait_for(bob.seen[0].wait_ended(), 5)  # type: ignore[attr-defined]
+        assert ended.reason == "bye"
+
+
+async def test_call_over_tcp_by_uri_parameter() -> None:
+    async with agent() as bob, agent(None) as alice:
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]};transport=tcp", rtp_port=40000)
+        assert bob.seen[0].transport == "TCP"  # type: ignore[attr-defined]
+        await call.hangup()
+
+
+async def test_session_timer_refresh_and_expiry() -> None:
+    async with agent() as bob, agent(None) as alice:
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        incoming = bob.seen[0]  # type: ignore[attr-defined]
+        await asyncio.wait_for(_first(incoming, Answered), 5)
+        # RFC 4028: the UAC offered 1800 s and, supporting timers, was made the refresher.
+        assert call.session_interval == incoming.session_interval == 1800
+        assert call.we_refresh and not incoming.we_refresh
+        loop = asyncio.get_running_loop()
+        assert call._timer is not None and call._timer.when() - loop.time() == pytest.approx(900, abs=5)
+        assert incoming._timer is not None and incoming._timer.when() - loop.time() == pytest.approx(
+            1768, abs=5
+        )
+        await alice._refresh(call)  # what the refresher's timer runs at half the interval
+        refreshed = await asyncio.wait_for(_first(incoming, SessionRefreshed), 5)
+        assert refreshed == SessionRefreshed(1800)
+        # Now the refresher goes quiet and the interval is (artificially) short: the other side ends the call.
+        if call._timer is not None:
+            call._timer.cancel()
+        incoming.session_interval = 1
+        bob._arm_session_timer(incoming)
+        ended = await asyncio.wait_for(call.wait_ended(), 5)
+        assert ended.reason == "bye" and ended.by == "remote"
+        assert (await incoming.wait_ended()).reason == "session-expired"
+
+
+async def _first(call: IncomingCall, kind: type) -> object:
+    async for event in call.events():
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"no {kind.__name__}")
+
+
+async def test_overlapping_reinvite_is_refused_with_500() -> None:
+    async with agent() as bob, raw_peer() as peer:
+        offer = build_offer(local_address="127.0.0.1", local_port=45000, session=LocalSdpSession())
+        sdp = "Content-Type: application/sdp\r\n"
+        peer.send(raw_request("INVITE", peer, bob, headers=sdp, body=offer.serialize()), bob)
+        ok = await peer.next(is_status(200))
+        tag = ok.to.tag
+        peer.send(raw_request("ACK", peer, bob, branch="z9hG4bKa1", to_tag=tag), bob)
+        # A re-INVITE without SDP: we offer in the 200 and wait for the answer in its ACK...
+        peer.send(raw_request("INVITE", peer, bob, branch="z9hG4bKr1", to_tag=tag, cseq=2), bob)
+        await peer.next(is_status(200))
+        # ...meanwhile a second re-INVITE arrives: RFC 3261 §14.2 says 500 with Retry-After.
+        peer.send(raw_request("INVITE", peer, bob, branch="z9hG4bKr2", to_tag=tag, cseq=3), bob)
+        refused = await peer.next(is_status(500))
+        assert isinstance(refused, Response) and refused.headers.get("Retry-After") is not None
+        old = raw_request("INFO", peer, bob, branch="z9hG4bKold", to_tag=tag, cseq=2)
+        peer.send(old, bob)
+        assert is_status(500)(await peer.next(lambda m: isinstance(m, Response) and m.cseq.method == "INFO"))
