@@ -618,7 +618,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.on_event is not None:
             self.on_event(event)
         elif not self._put(self._events, event):
-            self._log.warning("rtp.event_dropped", event=type(event).__name__)
+            self._log.warning("rtp.event_dropped", kind=type(event).__name__)
 
     @staticmethod
     def _put(queue: asyncio.Queue[Frame | None] | asyncio.Queue[MediaEvent | None], item: object) -> bool:

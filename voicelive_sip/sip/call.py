@@ -170,7 +170,7 @@ class Call:
     def _emit(self, event: CallEvent) -> None:
         if self._events.qsize() >= MAX_QUEUED_CALL_EVENTS:
             dropped = self._events.get_nowait()  # nobody is reading: keep the newest, bounded
-            log.warning("sip.call_event_dropped", call_id=self.call_id, event=type(dropped).__name__)
+            log.warning("sip.call_event_dropped", call_id=self.call_id, kind=type(dropped).__name__)
         self._events.put_nowait(event)
 
     def _end(self, reason: str, by: str, status_code: int | None = None) -> None:

@@ -371,7 +371,7 @@ class UserAgent:
             try:
                 self._dispatch(event)
             except Exception:  # one bad message must never stop the UA
-                log.exception("sip.dispatch_failed", event=type(event).__name__)
+                log.exception("sip.dispatch_failed", kind=type(event).__name__)
         self._transmit()
 
     def _transmit(self) -> None:
@@ -574,8 +574,9 @@ class UserAgent:
         body: bytes = b"",
     ) -> None:
         request = event.request
-        if to_tag is None and request.to.tag is None and status_code > 100:
-            to_tag = new_tag()  # RFC 3261 §8.2.6.2
+        # RFC 3261 §8.2.6.2 (a request without any To, RFC 4475 insuf, still gets its 400).
+        if to_tag is None and status_code > 100 and "To" in request.headers and request.to.tag is None:
+            to_tag = new_tag()
         response = make_response(request, status_code, reason, to_tag=to_tag, headers=headers, body=body)
         response.headers.add("Server", self.settings.user_agent)
         self.layer.respond(event.transaction, response, self._now())
