@@ -11,7 +11,7 @@ import pytest
 
 from voicelive_sip.config import MediaSettings, SipSettings
 from voicelive_sip.sdp import LocalSdpSession, SessionDescription, build_offer
-from voicelive_sip.sip import Request, Response, parse_message
+from voicelive_sip.sip import Request, Response, make_response, parse_message
 from voicelive_sip.sip.call import (
     Answered,
     CallEnded,
@@ -396,3 +396,74 @@ async def test_overlapping_reinvite_is_refused_with_500() -> None:
         old = raw_request("INFO", peer, bob, branch="z9hG4bKold", to_tag=tag, cseq=2)
         peer.send(old, bob)
         assert is_status(500)(await peer.next(lambda m: isinstance(m, Response) and m.cseq.method == "INFO"))
+
+
+async def test_merged_request_is_482_and_zero_max_forwards_is_483() -> None:
+    async def ring_only(call: IncomingCall) -> None:
+        await call.ring()
+
+    async with agent(ring_only) as bob, raw_peer() as peer:
+        peer.send(raw_request("INVITE", peer, bob, branch="z9hG4bKfork1"), bob)
+        await peer.next(is_status(180))
+        # The same request (Call-ID, From tag, CSeq) again on another branch: it forked and looped back.
+        peer.send(raw_request("INVITE", peer, bob, branch="z9hG4bKfork2"), bob)
+        assert is_status(482)(await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200))
+        hops = raw_request("INVITE", peer, bob, branch="z9hG4bKmf", call_id="mf").replace(
+            b"Max-Forwards: 70", b"Max-Forwards: 0"
+        )
+        peer.send(hops, bob)
+        assert is_status(483)(await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200))
+
+
+async def test_redirect_is_followed_once() -> None:
+    async with agent() as bob, agent(None) as alice, raw_peer() as redirector:
+        call = alice.dial(f"sip:someone@127.0.0.1:{redirector.port}", rtp_port=40000)
+        invite = await redirector.next()
+        assert isinstance(invite, Request) and invite.method == "INVITE"
+        moved = make_response(invite, 302, to_tag="r1")
+        moved.headers.add("Contact", f"<sip:bob@127.0.0.1:{bob.address[1]}>")
+        assert redirector.transport is not None
+        redirector.transport.sendto(moved.serialize(), alice.address)
+        media = await asyncio.wait_for(call.answered(), 5)
+        assert media is not None and bob.seen  # type: ignore[attr-defined]
+        ack = await redirector.next()
+        assert isinstance(ack, Request) and ack.method == "ACK"  # the 302 was acknowledged
+        await call.hangup()
+
+
+async def test_unanswered_outgoing_call_is_cancelled_on_timeout() -> None:
+    async def ring_only(call: IncomingCall) -> None:
+        await call.ring()
+
+    async with agent(ring_only) as bob, agent(None) as alice:
+        with pytest.raises(CallFailed) as failed:
+            await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000, timeout=0.5)
+        assert failed.value.status_code == 408
+        (incoming,) = bob.seen  # type: ignore[attr-defined]
+        assert (await asyncio.wait_for(incoming.wait_ended(), 5)).reason == "cancelled"
+
+
+async def test_tcp_framing_error_closes_only_that_connection() -> None:
+    async with agent() as bob:
+        reader, writer = await asyncio.open_connection(*bob.address)
+        writer.write(b"OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nContent-Length: -5\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the UA
+        writer.close()
+        reader, writer = await asyncio.open_connection(*bob.address)
+        options = (
+            b"OPTIONS sip:bot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKtcp\r\n"
+            b"From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:bot@127.0.0.1>\r\n"
+            b"Call-ID: tcp1\r\nCSeq: 1 OPTIONS\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        writer.write(options)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"SIP/2.0 200 OK")
+        writer.close()
+
+
+async def test_idle_tcp_connections_are_closed() -> None:
+    async with agent(tcp_idle_timeout=0.2) as bob:
+        reader, writer = await asyncio.open_connection(*bob.address)
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
