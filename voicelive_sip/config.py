@@ -269,10 +269,15 @@ class SipSettings(BaseSettings):
         default=300.0, gt=0, description="Close TCP connections idle this long (s)."
     )
     max_tcp_connections: int = Field(default=1024, ge=1, description="Concurrent TCP connections.")
+    max_transactions: int = Field(
+        default=50000,
+        ge=100,
+        description="Open SIP transactions (each lives up to 32 s after it completes); beyond it, 503.",
+    )
     max_requests_per_second: int = Field(
-        default=200,
+        default=500,
         ge=1,
-        description="New requests accepted per source address per second; more are dropped.",
+        description="New out-of-dialog requests (INVITE, OPTIONS) per source per second; more are dropped.",
     )
 
     _split_lists = field_validator("transports", "allow_from", mode="before")(_csv)

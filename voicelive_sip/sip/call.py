@@ -182,6 +182,7 @@ class Call:
             self._timer = None
         ended = CallEnded(reason, by, status_code)
         self._ended.set_result(ended)
+        self._ua._call_ended(self)
         self._emit(ended)
         if self._refer_waiter is not None and not self._refer_waiter.done():
             self._refer_waiter.set_exception(CallFailed(481, "call ended"))

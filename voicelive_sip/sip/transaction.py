@@ -514,6 +514,13 @@ class TransactionLayer:
             dialog_key = (tx.request.call_id, tx.request.cseq.seq, tx.request.from_.tag or "", to_tag)
             self._accepted_by_dialog[dialog_key] = tx.key
 
+    def acknowledge(self, transaction: str) -> None:
+        """Stop resending a 2xx whose ACK will not come (the dialog already ended with BYE)."""
+        tx = self._server.get(transaction)
+        if isinstance(tx, ServerInviteTransaction) and tx.state is S.ACCEPTED:
+            tx.acked = True
+            tx.stop_timer(T.TIMER_2XX)
+
     def server_transaction(self, transaction: str) -> ServerTransaction | None:
         return self._server.get(transaction)
 

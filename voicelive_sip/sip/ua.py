@@ -103,6 +103,7 @@ class _Pending:
 class _Bucket:
     tokens: float
     updated: float
+    warned: float = float("-inf")
 
 
 @dataclass(slots=True)
@@ -132,7 +133,10 @@ class UserAgent:
     def __init__(self, settings: SipSettings | None = None, media: MediaSettings | None = None) -> None:
         self.settings = settings or SipSettings()
         self.media_settings = media or MediaSettings()
-        self.layer = TransactionLayer(Timers(t1=self.settings.t1, t2=max(4.0, self.settings.t1 * 8)))
+        self.layer = TransactionLayer(
+            Timers(t1=self.settings.t1, t2=max(4.0, self.settings.t1 * 8)),
+            max_transactions=self.settings.max_transactions,
+        )
         self.dialogs = DialogTable(max_dialogs=self.settings.max_calls * 4 + 64)
         self.registrations: list[Registration] = []
         self.draining = False
@@ -147,6 +151,8 @@ class UserAgent:
         self._pending: dict[str, _Pending] = {}
         self._outgoing: dict[str, _OutgoingState] = {}
         self._merged: dict[tuple[str, str, int], str] = {}
+        self._merged_by_tx: dict[str, tuple[str, str, int]] = {}
+        self._live: set[Call] = set()
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._dns: dict[str, str] = {}
         self._tasks: set[asyncio.Task[object]] = set()
@@ -236,9 +242,11 @@ class UserAgent:
 
     @property
     def active_calls(self) -> int:
-        live = {id(c): c for c in self._calls.values() if not c.ended}
-        live.update({id(c): c for c in self._by_invite_tx.values() if not c.ended})
-        return len(live)
+        """Calls not yet ended (incoming from the INVITE on, outgoing from dial())."""
+        return len(self._live)
+
+    def _call_ended(self, call: Call) -> None:
+        self._live.discard(call)
 
     async def incoming_calls(self) -> AsyncIterator[IncomingCall]:
         """Every new incoming call, in arrival order."""
@@ -284,10 +292,13 @@ class UserAgent:
         assert self._loop is not None
         return self._loop.time()
 
-    def _admit_source(self, source: Address) -> bool:
+    def _admit_source(self, source: Address, *, new_request: bool = True) -> bool:
+        """Allow-list for everything; the per-source token bucket only for requests starting something new."""
         if self._allow and not any(ipaddress.ip_address(source[0]) in net for net in self._allow):
             log.info("sip.source_refused", source=source)
             return False
+        if not new_request:
+            return True  # ACK, CANCEL and in-dialog requests finish what was admitted: never throttled
         # A token bucket per source address; the table is an LRU so it stays bounded.
         now = self._now()
         rate = float(self.settings.max_requests_per_second)
@@ -302,14 +313,17 @@ class UserAgent:
             bucket.tokens = min(rate, bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
         if bucket.tokens < 1.0:
-            log.warning("sip.rate_limited", source=source)
+            if now - bucket.warned >= 1.0:  # one warning per source per second, not one per datagram
+                bucket.warned = now
+                log.warning("sip.rate_limited", source=source, limit=self.settings.max_requests_per_second)
             return False
         bucket.tokens -= 1.0
         return True
 
     def _on_message(self, message: Request | Response, source: Address, transport: str) -> None:
         if isinstance(message, Request):
-            if not self._admit_source(source):
+            fresh = message.method not in ("ACK", "CANCEL") and _to_tag(message) is None
+            if not self._admit_source(source, new_request=fresh):
                 return
             if "Via" in message.headers:
                 # RFC 3261 §18.2.1 and RFC 3581: note where the request really came from.
@@ -419,7 +433,9 @@ class UserAgent:
             self._pending.pop(event.transaction, None)
             self._by_invite_tx.pop(event.transaction, None)
             self._reinvites.pop(event.transaction, None)
-            self._merged = {k: v for k, v in self._merged.items() if v != event.transaction}
+            merged = self._merged_by_tx.pop(event.transaction, None)
+            if merged is not None:
+                self._merged.pop(merged, None)
         elif isinstance(event, StrayResponse):
             self._on_stray(event)
 
@@ -712,7 +728,10 @@ class UserAgent:
             return
         self._calls[call.dialog.id] = call
         self._by_invite_tx[event.transaction] = call
-        self._merged[(request.call_id, request.from_.tag or "", request.cseq.seq)] = event.transaction
+        merged = (request.call_id, request.from_.tag or "", request.cseq.seq)
+        self._merged[merged] = event.transaction
+        self._merged_by_tx[event.transaction] = merged
+        self._live.add(call)
         log.info(
             "sip.incoming_call",
             call_id=call.call_id,
@@ -916,6 +935,8 @@ class UserAgent:
         _, call = found
         self._respond(event, 200)
         if isinstance(call, IncomingCall) and not call._ack.done():
+            # The ACK was lost or overtaken: the BYE confirms the dialog ended, so stop resending our 200.
+            self.layer.acknowledge(call.transaction)
             call._ack.set_exception(CallFailed(487, "caller hung up before the ACK"))
             call._ack.exception()
         call._end("bye", "remote")
@@ -1104,6 +1125,7 @@ class UserAgent:
         if credentials is not None:
             state.auth = DigestClient(credentials[0], credentials[1], realm=self.settings.auth_realm)
         self._outgoing[call.call_id] = state
+        self._live.add(call)
         call.task = asyncio.get_running_loop().create_task(
             self._run_outgoing(call, uri, state, list(headers), timeout or self.settings.invite_timeout)
         )
@@ -1561,6 +1583,13 @@ class UserAgent:
         task: asyncio.Task[object] = self._loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _to_tag(request: Request) -> str | None:
+    try:
+        return request.to.tag
+    except SipParseError:
+        return None
 
 
 def _as_sip_uri(text: str) -> SipUri:
