@@ -27,9 +27,11 @@ from voicelive_sip.voicelive.events import (
     Usage,
 )
 from voicelive_sip.voicelive.session import VoiceLiveSession
+from voicelive_sip.voicelive.tools import CallInfo, Tool, ToolRunner, tool
 
 __all__ = [
     "AudioDelta",
+    "CallInfo",
     "Closed",
     "FunctionCall",
     "InputTranscript",
@@ -44,6 +46,8 @@ __all__ = [
     "SessionEvent",
     "SpeechStarted",
     "SpeechStopped",
+    "Tool",
+    "ToolRunner",
     "Usage",
     "VoiceLiveAuthError",
     "VoiceLiveConnectError",
@@ -52,4 +56,5 @@ __all__ = [
     "VoiceLiveSession",
     "VoiceLiveTimeoutError",
     "VoiceLiveTlsError",
+    "tool",
 ]
