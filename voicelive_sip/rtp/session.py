@@ -202,6 +202,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.direction: Direction = "sendrecv"
         self.on_frame = on_frame
         self.on_event = on_event
+        # Called with every frame of queued (agent) audio at the moment it is sent: recording, playout metrics.
+        self.on_played: Callable[[bytes], None] | None = None
         self.ssrc = random.SystemRandom().getrandbits(32)
         self.cname = cname or f"{os.urandom(6).hex()}@voicelive-sip"
         self._rng = random.Random(os.urandom(16))
@@ -496,6 +498,8 @@ class RtpSession(asyncio.DatagramProtocol):
         else:
             marker = not self._talking  # RFC 3551 §4.1: first packet of a talk-spurt
             self._talking = True
+            if self.on_played is not None:
+                self.on_played(payload)
         self._send(transport, address, self.payload_type, marker, timestamp, payload)
 
     def _send(

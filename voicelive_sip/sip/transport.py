@@ -9,6 +9,7 @@ on the same server/connect calls), which is why the stream code does not assume 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -25,6 +26,22 @@ log = structlog.get_logger("voicelive_sip.sip.transport")
 MessageHandler = Callable[[Request | Response, Address, str], None]
 ParseErrorHandler = Callable[[SipParseError, Address, str], None]
 SendErrorHandler = Callable[[Outgoing, Exception], None]
+
+
+UDP_BUFFER_BYTES = 4 << 20
+
+
+def _enlarge_buffers(sock: socket.socket | None) -> None:
+    """Room for bursts: a full kernel receive queue drops datagrams (an ACK lost there costs a call)."""
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None:  # Linux, with CAP_NET_ADMIN: beyond net.core.rmem_max
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, force, UDP_BUFFER_BYTES)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -160,6 +177,7 @@ class TransportLayer:
                     lambda: _UdpProtocol(self), local_addr=(host, port), reuse_port=False
                 )
                 port = udp.get_extra_info("sockname")[1]
+                _enlarge_buffers(udp.get_extra_info("socket"))
             if "TCP" in wanted:
                 self.tcp_server = await self.loop.create_server(
                     lambda: StreamConnection(self, "TCP"), host=host, port=port, reuse_address=True

@@ -851,7 +851,7 @@ class UserAgent:
             ack = await asyncio.shield(call._ack)
         except CallFailed:
             raise
-        if call.offer is None and ack.body:
+        if call.offer is None and ack.method == "ACK" and ack.body:
             try:
                 call.remote_sdp = SessionDescription.parse(ack.body)
                 call.media = parse_answer(call.local_sdp, call.remote_sdp)
@@ -860,6 +860,8 @@ class UserAgent:
                 await call.hangup()
                 raise CallFailed(488, "bad SDP answer in ACK") from error
         assert call.dialog is not None
+        if call._ended.done():  # not `call.ended`: mypy keeps that narrowed from the check above the await
+            return call.media  # a BYE came before (or instead of) the ACK: answered, and already over
         call.dialog.confirm()
         call.state = CallState.ESTABLISHED
         call._emit(Answered(call.media))
@@ -935,10 +937,10 @@ class UserAgent:
         _, call = found
         self._respond(event, 200)
         if isinstance(call, IncomingCall) and not call._ack.done():
-            # The ACK was lost or overtaken: the BYE confirms the dialog ended, so stop resending our 200.
+            # The ACK was lost or overtaken: the call was answered (our 200 confirmed the dialog, RFC 3261
+            # §12.1.1) and has now ended. Stop resending the 200 and let answer() return.
             self.layer.acknowledge(call.transaction)
-            call._ack.set_exception(CallFailed(487, "caller hung up before the ACK"))
-            call._ack.exception()
+            call._ack.set_result(event.request)
         call._end("bye", "remote")
         self._forget(call)
 
