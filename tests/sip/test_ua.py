@@ -20,6 +20,7 @@ from voicelive_sip.sip.call import (
     InfoDtmf,
     MediaUpdated,
     SessionRefreshed,
+    TransferRequested,
 )
 from voicelive_sip.sip.ua import UserAgent
 
@@ -467,3 +468,19 @@ async def test_idle_tcp_connections_are_closed() -> None:
         reader, writer = await asyncio.open_connection(*bob.address)
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
+
+
+async def test_incoming_refer_is_accepted_and_reported_by_notify() -> None:
+    async with agent() as bob, agent(None) as alice:
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        incoming = bob.seen[0]  # type: ignore[attr-defined]
+        await asyncio.wait_for(_first(incoming, Answered), 5)
+        transfer = asyncio.ensure_future(incoming.refer("sip:carol@192.0.2.30"))
+        async for event in call.events():
+            if isinstance(event, TransferRequested):
+                assert event.target == "sip:carol@192.0.2.30" and event.referred_by is not None
+                await call.notify_transfer(100)
+                await call.notify_transfer(200)
+                break
+        assert await asyncio.wait_for(transfer, 5) == 200
+        await call.hangup()

@@ -79,6 +79,14 @@ class ReferProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer sent us a REFER (RFC 3515), already accepted with 202; report with `notify_transfer()`."""
+
+    target: str
+    referred_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRefreshed:
     """An RFC 4028 session refresh happened (by either side)."""
 
@@ -94,7 +102,16 @@ class CallEnded:
     status_code: int | None = None
 
 
-CallEvent = Ringing | Answered | MediaUpdated | InfoDtmf | ReferProgress | SessionRefreshed | CallEnded
+CallEvent = (
+    Ringing
+    | Answered
+    | MediaUpdated
+    | InfoDtmf
+    | ReferProgress
+    | TransferRequested
+    | SessionRefreshed
+    | CallEnded
+)
 
 
 @dataclass(slots=True)
@@ -165,6 +182,10 @@ class Call:
 
     async def send_info_dtmf(self, digit: str, duration_ms: int = 160) -> None:
         await self._ua._send_info_dtmf(self, digit, duration_ms)
+
+    async def notify_transfer(self, status_code: int, reason: str | None = None) -> None:
+        """Report a REFER we accepted (RFC 3515 §2.4.5): NOTIFY with a `message/sipfrag` status line."""
+        await self._ua._notify_transfer(self, status_code, reason)
 
     # -- for the user agent ----------------------------------------------------------------------------
     def _emit(self, event: CallEvent) -> None:

@@ -45,6 +45,7 @@ from .call import (
     ReferProgress,
     Ringing,
     SessionRefreshed,
+    TransferRequested,
 )
 from .dialog import Dialog, DialogId, DialogTable, new_tag
 from .errors import LocalProtocolError, SipParseError
@@ -62,7 +63,7 @@ from .events import (
     TransportFailed,
 )
 from .headers import CSeq, NameAddress, Via, param_value, parse_delta_seconds, parse_params
-from .message import Request, Response, error_response, make_response, request_problem
+from .message import Request, Response, error_response, make_response, reason_phrase, request_problem
 from .registration import Registration
 from .transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
 from .transport import TransportLayer
@@ -70,12 +71,12 @@ from .uri import SipUri, TelUri, Uri, parse_uri
 
 log = structlog.get_logger("voicelive_sip.sip.ua")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 SUPPORTED = "timer"
 ACCEPT = "application/sdp"
 # Methods we recognise but do not serve as a UAS (RFC 3261 §8.2.1: 405 with Allow); anything else is 501.
-_KNOWN_UNSUPPORTED = frozenset({"REGISTER", "MESSAGE", "SUBSCRIBE", "PUBLISH", "REFER", "PRACK"})
-_SERVED = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "INFO", "NOTIFY"})
+_KNOWN_UNSUPPORTED = frozenset({"REGISTER", "MESSAGE", "SUBSCRIBE", "PUBLISH", "PRACK"})
+_SERVED = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "INFO", "NOTIFY", "REFER"})
 _BODY_TYPES = {
     "INVITE": {"application/sdp"},
     "UPDATE": {"application/sdp"},
@@ -662,6 +663,7 @@ class UserAgent:
             "UPDATE": self._on_update,
             "INFO": self._on_info,
             "NOTIFY": self._on_notify,
+            "REFER": self._on_refer,
         }[request.method]
         handler(event)
 
@@ -1055,6 +1057,44 @@ class UserAgent:
         if digit is not None:
             call._emit(InfoDtmf(digit, duration))
             log.info("sip.dtmf_info", call_id=call.call_id, digit=digit)
+
+    def _on_refer(self, event: RequestReceived) -> None:
+        if event.request.to.tag is None:
+            self._respond(event, 403, "Out-Of-Dialog REFER Not Accepted")
+            return
+        refer_to = event.request.headers.get("Refer-To")
+        if refer_to is None:
+            self._respond(event, 400, "Missing Refer-To")
+            return
+        found = self._dialog_call(event)
+        if found is None:
+            return
+        _, call = found
+        try:
+            target = str(NameAddress.parse(refer_to).uri)
+            referred_by = event.request.headers.get("Referred-By")
+        except SipParseError:
+            self._respond(event, 400, "Bad Refer-To")
+            return
+        self._respond(event, 202)
+        call._emit(TransferRequested(target, referred_by))
+        log.info("sip.transfer_requested", call_id=call.call_id, target=target)
+
+    async def _notify_transfer(self, call: Call, status_code: int, reason: str | None) -> None:
+        if call.ended or call.dialog is None:
+            raise CallFailed(481, "call not established")
+        final = status_code >= 200
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        body = f"SIP/2.0 {status_code} {reason or reason_phrase(status_code)}\r\n".encode()
+        response, _ = await self._dialog_request(
+            call,
+            "NOTIFY",
+            headers=[("Event", "refer"), ("Subscription-State", state)],
+            body=body,
+            content_type="message/sipfrag;version=2.0",
+        )
+        if not 200 <= response.status_code < 300:
+            raise CallFailed(response.status_code, response.reason)
 
     def _on_notify(self, event: RequestReceived) -> None:
         found = self._dialog_call(event)

@@ -121,6 +121,7 @@ class FakeConnection:
     function_outputs: list[dict[str, Any]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
+    sent: list[tuple[float, str]] = field(default_factory=list)  # (loop time, type) of every event we sent
 
     @property
     def event_types(self) -> list[str]:
@@ -241,6 +242,10 @@ class FakeVoiceLive:
     def session_config(self) -> dict[str, Any]:
         """The session as configured on the latest connection."""
         return dict(self.connections[-1].session) if self.connections else {}
+
+    def sent_at(self, event_type: str) -> list[float]:
+        """Loop times at which events of this type were sent, over all connections."""
+        return [t for c in self.connections for t, kind in c.sent if kind == event_type]
 
     @property
     def truncations(self) -> list[dict[str, Any]]:
@@ -396,6 +401,8 @@ class _ServerConnection:
     async def send(self, event: dict[str, Any]) -> None:
         if self.ws.closed:
             return
+        if len(self.record.sent) < self.fake.max_recorded_events:
+            self.record.sent.append((asyncio.get_running_loop().time(), str(event.get("type"))))
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(json.dumps({"event_id": self.fake.new_id("event"), **event}))
 
