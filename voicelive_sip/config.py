@@ -322,3 +322,51 @@ class MediaSettings(BaseSettings):
     )
 
     _split_lists = field_validator("codecs", mode="before")(_csv)
+
+
+class GatewaySettings(BaseSettings):
+    """How calls are bridged: answering, DTMF, built-in tools, recording, shutdown."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
+
+    answer_mode: Literal["when_ready", "immediately"] = Field(
+        default="when_ready",
+        description="Answer once Voice Live is connected (when_ready) or at once, connecting in parallel.",
+    )
+    unavailable_status: Literal[480, 503] = Field(
+        default=503, description="Answer to an INVITE when Voice Live cannot be reached."
+    )
+    dtmf_to_model: bool = Field(default=True, description="Tell the model which keys the caller pressed.")
+    dtmf_interdigit_ms: int = Field(
+        default=800, ge=0, description="Digits pressed within this gap are sent to the model together (ms)."
+    )
+    dtmf_barge_in: bool = Field(default=False, description="The # key interrupts the agent like speech does.")
+    hang_up_tool: bool = Field(default=True, description="Offer the model a hang_up tool.")
+    transfer_tool: bool = Field(default=False, description="Offer the model a transfer_call(target) tool.")
+    transfer_allowed: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Transfer targets (or prefixes) the model may choose, comma-separated; empty allows any.",
+    )
+    tool_timeout: float = Field(default=10.0, gt=0, description="Seconds a tool call may run.")
+    recording_dir: str | None = Field(
+        default=None, description="Directory for a stereo WAV per call (left caller, right agent)."
+    )
+    goodbye_timeout: float = Field(
+        default=10.0, gt=0, description="After hang_up, longest wait for the goodbye to finish playing (s)."
+    )
+    drain_timeout: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long calls in progress may continue (s)."
+    )
+
+    _split_lists = field_validator("transfer_allowed", mode="before")(_csv)
+
+
+class Settings(BaseSettings):
+    """Everything, grouped by concern; each group reads its own environment variables."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    sip: SipSettings = Field(default_factory=SipSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    voicelive: VoiceLiveSettings = Field(default_factory=VoiceLiveSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)

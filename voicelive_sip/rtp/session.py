@@ -202,7 +202,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.direction: Direction = "sendrecv"
         self.on_frame = on_frame
         self.on_event = on_event
-        # Called with every frame of queued (agent) audio at the moment it is sent: recording, playout metrics.
+        # Called with each frame of queued (agent) audio as it is sent: recording, playout metrics.
         self.on_played: Callable[[bytes], None] | None = None
         self.ssrc = random.SystemRandom().getrandbits(32)
         self.cname = cname or f"{os.urandom(6).hex()}@voicelive-sip"

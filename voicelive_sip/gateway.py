@@ -1,0 +1,189 @@
+"""Gateway: a user agent, one media clock and port pool, and a `CallSession` for every call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+
+from .call import CallSession, CallSummary, DtmfHandler, RecordingHook
+from .config import Settings, VoiceLiveSettings
+from .rtp.clock import MediaClock
+from .rtp.session import PortPool
+from .sip.call import CallFailed, IncomingCall
+from .sip.ua import UserAgent
+from .voicelive.tools import Tool
+
+log = structlog.get_logger("voicelive_sip.gateway")
+
+Configure = Callable[[IncomingCall], Awaitable[VoiceLiveSettings | None] | VoiceLiveSettings | None]
+SessionHook = Callable[[CallSession], Awaitable[None] | None]
+SummaryHook = Callable[[CallSummary], Awaitable[None] | None]
+
+
+class Gateway:
+    """Answer calls and bridge each to Voice Live: `await Gateway(Settings(), tools=[...]).serve()`.
+
+    `configure(call)` may return per-call Voice Live settings (instructions, voice by dialled number...);
+    `on_session`, `on_summary`, `on_dtmf`, `on_recording` let the application watch calls.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        tools: Sequence[Tool[Any, Any]] = (),
+        credential: Any = None,
+        configure: Configure | None = None,
+        on_session: SessionHook | None = None,
+        on_summary: SummaryHook | None = None,
+        on_dtmf: DtmfHandler | None = None,
+        on_recording: RecordingHook | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.tools = list(tools)
+        self.credential = credential
+        self.configure = configure
+        self.on_session = on_session
+        self.on_summary = on_summary
+        self.on_dtmf = on_dtmf
+        self.on_recording = on_recording
+        self.ua = UserAgent(self.settings.sip, self.settings.media)
+        self.clock = MediaClock()
+        media = self.settings.media
+        self.pool = PortPool(media.address, media.port, media.port_count)
+        self.sessions: set[CallSession] = set()
+        self.summaries: list[CallSummary] = []  # the most recent ones, bounded
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._accepting: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self.started = False
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def draining(self) -> bool:
+        return self.ua.draining
+
+    async def start(self) -> None:
+        await self.ua.start()
+        self.clock.start()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        self.started = True
+        log.info("sip.agent_started", address=self.ua.address, max_calls=self.settings.sip.max_calls)
+
+    async def serve(self) -> None:
+        """Run until `stop()` (or a signal handler calling `drain()`) finishes."""
+        if not self.started:
+            await self.start()
+        await self._stopped.wait()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Refuse new calls (503), let calls in progress finish up to `timeout`, then stop."""
+        self.ua.draining = True
+        wait = self.settings.gateway.drain_timeout if timeout is None else timeout
+        log.info("gateway.draining", active_calls=len(self.sessions), timeout_s=wait)
+        pending = [t for t in self._tasks if not t.done()]
+        if pending and wait > 0:
+            await asyncio.wait(pending, timeout=wait)
+        await self.stop()
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        self.ua.draining = True
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for session in list(self.sessions):
+            with contextlib.suppress(Exception):
+                await session.hangup()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.ua.close()
+        await self.clock.stop()
+        self._stopped.set()
+        log.info("gateway.stopped")
+
+    async def call(self, target: str, *, voicelive_settings: VoiceLiveSettings | None = None) -> CallSession:
+        """Place an outbound call bridged to Voice Live; returns its running session once answered."""
+        session = await CallSession.dial(
+            self.ua,
+            target,
+            settings=self.settings,
+            pool=self.pool,
+            clock=self.clock,
+            tools=self.tools,
+            voicelive_settings=voicelive_settings,
+            credential=self.credential,
+            on_dtmf=self.on_dtmf,
+            on_recording=self.on_recording,
+        )
+        self._spawn(self._run(session))
+        return session
+
+    async def _accept(self) -> None:
+        async for call in self.ua.incoming_calls():
+            self._spawn(self._incoming(call))
+
+    async def _incoming(self, call: IncomingCall) -> None:
+        try:
+            settings = None
+            if self.configure is not None:
+                chosen = self.configure(call)
+                settings = await chosen if isinstance(chosen, Awaitable) else chosen
+            session = await CallSession.accept(
+                call,
+                settings=self.settings,
+                pool=self.pool,
+                clock=self.clock,
+                tools=self.tools,
+                voicelive_settings=settings,
+                credential=self.credential,
+                on_dtmf=self.on_dtmf,
+                on_recording=self.on_recording,
+            )
+        except CallFailed as error:
+            log.info(
+                "gateway.call_not_set_up", call_id=call.call_id, status=error.status_code, reason=error.reason
+            )
+            return
+        except Exception:
+            log.exception("gateway.call_setup_error", call_id=call.call_id)
+            with contextlib.suppress(Exception):
+                await call.reject(500)
+            return
+        await self._run(session)
+
+    async def _run(self, session: CallSession) -> None:
+        self.sessions.add(session)
+        try:
+            if self.on_session is not None:
+                hooked = self.on_session(session)
+                if isinstance(hooked, Awaitable):
+                    await hooked
+            summary = await session.run()
+        finally:
+            self.sessions.discard(session)
+        self.summaries.append(summary)
+        del self.summaries[:-100]
+        if self.on_summary is not None:
+            hooked = self.on_summary(summary)
+            if isinstance(hooked, Awaitable):
+                await hooked
+
+    def _spawn(self, job: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
