@@ -7,6 +7,7 @@ from voicelive_sip.testing.fake_voicelive import (
     FakeToolCall,
     FakeVoiceLive,
 )
+from voicelive_sip.testing.phone import PhoneCall, Sentence, SipPhone
 from voicelive_sip.testing.rtp import Arrival, ImpairmentRelay, RtpLoopback, RtpRecorder
 
 __all__: list[str] = [
@@ -17,6 +18,9 @@ __all__: list[str] = [
     "FakeToolCall",
     "FakeVoiceLive",
     "ImpairmentRelay",
+    "PhoneCall",
     "RtpLoopback",
     "RtpRecorder",
+    "Sentence",
+    "SipPhone",
 ]

@@ -1,4 +1,4 @@
-"""pytest plugin (entry point `pytest11`): the `fake_voicelive` fixture, a FakeVoiceLive per test."""
+"""pytest plugin (entry point `pytest11`): `fake_voicelive` (a FakeVoiceLive) and `sip_phone` (a SipPhone)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from voicelive_sip.testing.fake_voicelive import FakeVoiceLive
+from voicelive_sip.testing.phone import SipPhone
 
 
 @pytest.fixture
@@ -28,9 +29,20 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
         async with FakeVoiceLive(**fake_voicelive_options) as fake:
             yield fake
 
+    @pytest_asyncio.fixture
+    async def sip_phone() -> AsyncIterator[SipPhone]:
+        """A started SipPhone on 127.0.0.1 (free SIP port), its calls hung up and closed after the test."""
+        async with SipPhone() as phone:
+            yield phone
+
 else:  # pragma: no cover - depends on the environment
 
     @pytest.fixture
     def fake_voicelive() -> None:
         """Skips: the async fixture needs pytest-asyncio."""
         pytest.skip("the fake_voicelive fixture needs pytest-asyncio")
+
+    @pytest.fixture
+    def sip_phone() -> None:
+        """Skips: the async fixture needs pytest-asyncio."""
+        pytest.skip("the sip_phone fixture needs pytest-asyncio")
