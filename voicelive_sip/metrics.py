@@ -1,0 +1,184 @@
+"""GatewayMetrics: Prometheus metrics for one gateway, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from voicelive_sip import __version__
+
+__all__ = ["GatewayMetrics", "LabelValues"]
+
+PREFIX = "voicelive_sip"
+
+# Label values come from call outcomes, SIP statuses and error kinds the gateway reports; capping how many
+# distinct values a label may take keeps a misbehaving peer or a bug from growing the registry without bound.
+MAX_LABEL_VALUES = 64
+OVERFLOW_LABEL = "other"
+
+CALL_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+FIRST_AUDIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+LATENCY_DIRECTIONS = frozenset({"uplink", "downlink"})
+
+
+class LabelValues:
+    """The distinct values one label has taken, at most `limit`; later newcomers are reported as "other"."""
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: object) -> str:
+        text = str(value)
+        if text in self._seen:
+            return text
+        if len(self._seen) >= self._limit:
+            return OVERFLOW_LABEL
+        self._seen.add(text)
+        return text
+
+
+class GatewayMetrics:
+    """Counters, gauges and histograms for calls, media, Voice Live and registration of one gateway."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        r = self.registry
+        self._active = 0
+        self._directions = LabelValues()
+        self._outcomes = LabelValues()
+        self._statuses = LabelValues()
+        self._error_kinds = LabelValues()
+        self._aors = LabelValues()
+
+        Info(f"{PREFIX}_build", "voicelive-sip version.", registry=r).info({"version": __version__})
+        self.active_calls = Gauge(f"{PREFIX}_active_calls", "Calls in progress.", registry=r)
+        self.calls = Counter(f"{PREFIX}_calls", "Calls started.", ["direction"], registry=r)
+        self.calls_completed = Counter(
+            f"{PREFIX}_calls_completed", "Calls ended, by outcome (end reason).", ["outcome"], registry=r
+        )
+        self.calls_rejected = Counter(
+            f"{PREFIX}_calls_rejected",
+            "Calls refused before answering, by SIP status.",
+            ["status"],
+            registry=r,
+        )
+        self.call_duration = Histogram(
+            f"{PREFIX}_call_duration_seconds",
+            "Call duration from start to end.",
+            buckets=CALL_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.first_agent_audio = Histogram(
+            f"{PREFIX}_first_agent_audio_seconds",
+            "Time from answering to the first agent audio sent to the caller.",
+            buckets=FIRST_AUDIO_BUCKETS,
+            registry=r,
+        )
+        self.call_jitter = Histogram(
+            f"{PREFIX}_call_jitter_seconds",
+            "RTP interarrival jitter of the caller's stream at the end of each call (RFC 3550 §6.4.1).",
+            buckets=JITTER_BUCKETS,
+            registry=r,
+        )
+        self.packets_lost = Counter(
+            f"{PREFIX}_rtp_packets_lost", "RTP packets from callers that never arrived.", registry=r
+        )
+        self.barge_ins = Counter(f"{PREFIX}_barge_ins", "Times a caller interrupted the agent.", registry=r)
+        self.tokens = Counter(
+            f"{PREFIX}_voicelive_tokens", "Voice Live tokens used, input or output.", ["type"], registry=r
+        )
+        self.voicelive_reconnects = Counter(
+            f"{PREFIX}_voicelive_reconnects", "Voice Live reconnects after a dropped connection.", registry=r
+        )
+        self.voicelive_errors = Counter(
+            f"{PREFIX}_voicelive_errors", "Voice Live errors, by kind.", ["kind"], registry=r
+        )
+        self.media_underruns = Counter(
+            f"{PREFIX}_media_underruns",
+            "Times agent audio ran dry while the caller was listening.",
+            registry=r,
+        )
+        self.gateway_latency = Histogram(
+            f"{PREFIX}_gateway_latency_seconds",
+            "Time audio spends inside the gateway: uplink (RTP in to Voice Live) or downlink (back to RTP).",
+            ["direction"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.registration_registered = Gauge(
+            f"{PREFIX}_registration_registered",
+            "1 while the registration of this address-of-record is current, else 0.",
+            ["aor"],
+            registry=r,
+        )
+
+        # Series that always exist start at zero, so rate() and absent() work before the first call.
+        for direction in ("inbound", "outbound"):
+            self.calls.labels(direction=self._directions(direction))
+        for kind in ("input", "output"):
+            self.tokens.labels(type=kind)
+        for direction in sorted(LATENCY_DIRECTIONS):
+            self.gateway_latency.labels(direction=direction)
+
+    def call_started(self, direction: str) -> None:
+        """A call began (inbound or outbound)."""
+        self._active += 1
+        self.active_calls.set(self._active)
+        self.calls.labels(direction=self._directions(direction)).inc()
+
+    def call_ended(
+        self,
+        direction: str,
+        outcome: str,
+        duration_s: float,
+        first_agent_audio_ms: float | None,
+        jitter_ms: float,
+        packets_lost: int,
+        barge_ins: int,
+        input_tokens: int,
+        output_tokens: int,
+        voicelive_reconnects: int,
+    ) -> None:
+        """A call that `call_started` counted is over; record its summary."""
+        # Counters never go backwards and the gauge never below zero: a bad summary must not break the call.
+        self._active = max(0, self._active - 1)
+        self.active_calls.set(self._active)
+        self.calls_completed.labels(outcome=self._outcomes(outcome or "unknown")).inc()
+        self.call_duration.observe(max(0.0, duration_s))
+        if first_agent_audio_ms is not None:
+            self.first_agent_audio.observe(max(0.0, first_agent_audio_ms) / 1000)
+        self.call_jitter.observe(max(0.0, jitter_ms) / 1000)
+        self.packets_lost.inc(max(0, packets_lost))
+        self.barge_ins.inc(max(0, barge_ins))
+        self.tokens.labels(type="input").inc(max(0, input_tokens))
+        self.tokens.labels(type="output").inc(max(0, output_tokens))
+        self.voicelive_reconnects.inc(max(0, voicelive_reconnects))
+
+    def call_rejected(self, status: int) -> None:
+        """An incoming call was refused with a final SIP status."""
+        self.calls_rejected.labels(status=self._statuses(status)).inc()
+
+    def voicelive_error(self, kind: str) -> None:
+        """Voice Live reported an error or the connection failed."""
+        self.voicelive_errors.labels(kind=self._error_kinds(kind or "unknown")).inc()
+
+    def underrun(self) -> None:
+        """The playout buffer toward the caller ran dry."""
+        self.media_underruns.inc()
+
+    def latency(self, direction: str, seconds: float) -> None:
+        """Time a frame spent inside the gateway, `uplink` or `downlink`."""
+        if direction not in LATENCY_DIRECTIONS:
+            raise ValueError(f"latency direction must be uplink or downlink, not {direction!r}")
+        self.gateway_latency.labels(direction=direction).observe(max(0.0, seconds))
+
+    def registration_state(self, aor: str, registered: bool) -> None:
+        """Whether the registration of `aor` is current."""
+        self.registration_registered.labels(aor=self._aors(aor)).set(1 if registered else 0)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every metric and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
