@@ -7,4 +7,21 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+# After __version__: submodules (metrics) read it while the package is still importing.
+from .call import CallSession, CallSummary
+from .config import Settings
+from .gateway import Gateway
+from .sip.ua import UserAgent
+from .voicelive.tools import CallInfo, Tool, tool
+
+__all__ = [
+    "CallInfo",
+    "CallSession",
+    "CallSummary",
+    "Gateway",
+    "Settings",
+    "Tool",
+    "UserAgent",
+    "__version__",
+    "tool",
+]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import structlog
 
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
+from .metrics import GatewayMetrics
 from .recording import CallRecorder, recording_path
 from .rtp.clock import MediaClock
 from .rtp.events import DtmfReceived, MediaTimeout
@@ -108,7 +109,7 @@ class CallSummary:
     output_tokens: int = 0
     total_tokens: int = 0
     voicelive_reconnects: int = 0
-    transcript: list[tuple[str, str]] = field(default_factory=list)
+    transcript: list[tuple[float, str, str]] = field(default_factory=list)  # (s after answer, role, text)
     recording: Path | None = None
 
 
@@ -154,6 +155,7 @@ class CallSession:
         self._done = asyncio.Event()
         self._first_played: float | None = None
         self.rtp.on_played = self._played
+        self.metrics: GatewayMetrics | None = None
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -169,6 +171,7 @@ class CallSession:
         credential: Any = None,
         on_dtmf: DtmfHandler | None = None,
         on_recording: RecordingHook | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> CallSession:
         """Ring and connect Voice Live in parallel; answer when ready (or at once); 503 if it fails."""
         started = asyncio.get_running_loop().time()
@@ -227,6 +230,7 @@ class CallSession:
             await _quietly(voicelive.close())
             raise
         session = cls._build(call, rtp, voicelive, settings, runner, on_dtmf, on_recording, "inbound")
+        session.metrics = metrics
         session._media_up(media, started)
         return session
 
@@ -245,6 +249,7 @@ class CallSession:
         on_dtmf: DtmfHandler | None = None,
         on_recording: RecordingHook | None = None,
         timeout: float | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> CallSession:
         """Place a call (the agent calls someone); Voice Live connects while it rings."""
         started = asyncio.get_running_loop().time()
@@ -282,6 +287,7 @@ class CallSession:
             await _quietly(voicelive.close())
             raise
         session = cls._build(call, rtp, voicelive, settings, runner, on_dtmf, on_recording, "outbound")
+        session.metrics = metrics
         session._media_up(media, started)
         return session
 
@@ -391,14 +397,19 @@ class CallSession:
             elif isinstance(event, OutputTranscript):
                 self._transcript("agent", event.transcript)
             elif isinstance(event, ServiceError):
-                self._log.warning(
-                    "voicelive.event_error", type=event.type, code=event.code, message=event.message
-                )
+                # Our cancel racing the service's own (interrupt_response) is expected after a barge-in.
+                benign = event.code == "response_cancel_not_active"
+                report = self._log.debug if benign else self._log.warning
+                report("voicelive.event_error", type=event.type, code=event.code, message=event.message)
+                if self.metrics is not None and not benign:
+                    self.metrics.voicelive_error(event.code or event.type)
             elif isinstance(event, Closed):
                 if event.error is not None:
                     # Voice Live failed for good: play nothing stale, say why, end the call.
                     self.rtp.clear()
                     self._log.error("call.voicelive_failed", reason=event.reason, error=str(event.error))
+                    if self.metrics is not None:
+                        self.metrics.voicelive_error("failed")
                     self.summary.end_reason = "voicelive-failed"
                     await _quietly(self.call.hangup())
                 self._stop()
@@ -413,6 +424,11 @@ class CallSession:
             self._item = event.item_id
             self._item_mark = self.rtp.playout_mark() + queued_frames
             self._item_bytes = 0
+        elif not len(self.rtp.outbound) and self._item_mark < self.rtp.playout_mark():
+            # The item was already playing and the buffer ran dry: the caller heard a gap (underrun).
+            self._log.debug("media.underrun", item_id=event.item_id)
+            if self.metrics is not None:
+                self.metrics.underrun()
         self._item_bytes += len(event.audio)
         self.rtp.enqueue(event.audio)
 
@@ -554,7 +570,8 @@ class CallSession:
     def _transcript(self, role: str, text: str) -> None:
         if not text:
             return
-        self.summary.transcript.append((role, text))
+        offset = self._loop.time() - (self._answered_at or self.summary.started)
+        self.summary.transcript.append((round(offset, 3), role, text))
         if len(self.summary.transcript) > 1000:
             del self.summary.transcript[0]
         self._log.info("call.transcript", role=role, text=text)

@@ -1,182 +1,258 @@
-"""`voicelive-sip` command line."""
+"""`voicelive-sip`: serve calls, place one, run the self-contained demo, or check a configuration."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import shutil
+import signal
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
-from .sdp import LocalSdpSession, SessionDescription, answer_offer, build_offer, parse_answer
-from .sip import (
-    CSeq,
-    Dialog,
-    NameAddress,
-    Request,
-    Response,
-    SipUri,
-    TransactionLayer,
-    Via,
-    make_response,
-    new_branch,
-    new_tag,
-    parse_message,
+from .config import ConfigError, Settings, VoiceLiveSettings, load_settings
+from .testing.fake_voicelive import FakeVoiceLive
+
+EXAMPLES = """\
+examples:
+  voicelive-sip demo                          a whole call on loopback: no account, no network
+  voicelive-sip serve --fake-voicelive        answer real SIP calls with the bundled fake Voice Live
+  AZURE_VOICELIVE_ENDPOINT=https://my-resource.cognitiveservices.azure.com \\
+  AZURE_VOICELIVE_API_KEY=... voicelive-sip serve
+  voicelive-sip call sip:+15550100@pbx.example.com
+  voicelive-sip check                         validate settings, try Voice Live and registration
+
+Settings come from the environment and a .env file; see the configuration reference in docs/.
+"""
+_ENTRA_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+    "AZURE_USERNAME",
 )
-from .sip.events import AckReceived, RequestReceived, ResponseReceived
-
-PHONE = ("127.0.0.1", 5070)
-GATEWAY = ("127.0.0.1", 5060)
 
 
-class _Ladder:
-    """Moves datagrams between two in-memory user agents and prints each one as a ladder line."""
-
-    def __init__(self, phone: TransactionLayer, gateway: TransactionLayer) -> None:
-        self.layers = {PHONE: phone, GATEWAY: gateway}
-        self.now = 0.0
-
-    def pump(self) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for source, layer in self.layers.items():
-                for out in layer.datagrams_to_send():
-                    moved = True
-                    message = parse_message(out.data)
-                    first = out.data.split(b"\r\n", 1)[0].decode()
-                    arrow = "──────────>" if source == PHONE else "<──────────"
-                    print(f"  {self.now * 1000:7.1f} ms  phone {arrow} gateway   {first}")
-                    self.layers[out.destination].receive(message, source, "UDP", self.now)
-
-
-def _invite(offer: SessionDescription) -> Request:
-    request = Request("INVITE", SipUri(host=GATEWAY[0], user="agent", port=GATEWAY[1]))
-    h = request.headers
-    h.add("Via", Via("UDP", PHONE[0], PHONE[1], (("branch", new_branch()), ("rport", None))))
-    h.add("Max-Forwards", 70)
-    h.add("From", NameAddress(SipUri(host=PHONE[0], user="caller"), "Caller", (("tag", new_tag()),)))
-    h.add("To", NameAddress(SipUri(host=GATEWAY[0], user="agent")))
-    h.add("Call-ID", f"{new_tag()}@{PHONE[0]}")
-    h.add("CSeq", CSeq(1, "INVITE"))
-    h.add("Contact", NameAddress(SipUri(host=PHONE[0], user="caller", port=PHONE[1])))
-    h.add("Content-Type", "application/sdp")
-    request.body = offer.serialize()
-    return request
-
-
-async def _greeting_from_fake_voicelive(codec: str) -> tuple[int, str]:
-    from .testing import FakeVoiceLive
-    from .voicelive import AudioDelta, OutputTranscript, ResponseDone, VoiceLiveSession
-
-    audio = 0
-    transcript = ""
-    async with FakeVoiceLive(pace=0.0) as fake:
-        settings = fake.settings(proactive_greeting_enabled=True)
-        async with VoiceLiveSession(settings, call_codec="pcmu" if codec == "PCMU" else "pcma") as session:
-            await session.greet()
-            async for event in session.events():
-                if isinstance(event, AudioDelta):
-                    audio += len(event.audio)
-                elif isinstance(event, OutputTranscript):
-                    transcript = event.transcript
-                elif isinstance(event, ResponseDone):
-                    break
-    return audio, transcript
-
-
-def demo() -> int:
-    """A call between two sans-I/O user agents, then a greeting from the bundled fake Voice Live."""
-    print("voicelive-sip demo: SIP core call flow (in memory) and a Voice Live greeting (local fake)\n")
-    phone, gateway = TransactionLayer(), TransactionLayer()
-    ladder = _Ladder(phone, gateway)
-    phone_sdp, gateway_sdp = LocalSdpSession(), LocalSdpSession()
-    offer = build_offer(local_address=PHONE[0], local_port=40000, session=phone_sdp, codecs=("PCMU", "PCMA"))
-    invite = _invite(offer)
-    phone.send_request(invite, GATEWAY, "UDP", ladder.now)
-    ladder.pump()
-
-    incoming = gateway.next_event()
-    assert isinstance(incoming, RequestReceived)
-    contact = NameAddress(SipUri(host=GATEWAY[0], user="agent", port=GATEWAY[1]))
-    uas = Dialog.as_uas(incoming.request, contact)
-    ladder.now = 0.020
-    gateway.respond(
-        incoming.transaction, make_response(incoming.request, 180, to_tag=uas.local_tag), ladder.now
-    )
-    ladder.pump()
-    answer, media = answer_offer(
-        SessionDescription.parse(incoming.request.body),
-        local_address=GATEWAY[0],
-        local_port=41000,
-        session=gateway_sdp,
-    )
-    ok = make_response(
-        incoming.request,
-        200,
-        to_tag=uas.local_tag,
-        headers=[("Contact", contact), ("Content-Type", "application/sdp")],
-        body=answer.serialize(),
-    )
-    ladder.now = 0.350
-    gateway.respond(incoming.transaction, ok, ladder.now)
-    ladder.pump()
-
-    final: Response | None = None
-    while (event := phone.next_event()) is not None:
-        if isinstance(event, ResponseReceived) and event.response.status_code == 200:
-            final = event.response
-    assert final is not None
-    uac = Dialog.as_uac(invite, final)
-    negotiated = parse_answer(offer, SessionDescription.parse(final.body))
-    ack = uac.create_ack(invite.cseq.seq)
-    ack.headers.prepend("Via", Via("UDP", PHONE[0], PHONE[1], (("branch", new_branch()),)))
-    phone.send_stateless(ack, GATEWAY, "UDP")
-    ladder.pump()
-    acked = any(isinstance(e, AckReceived) for e in iter(gateway.next_event, None))
-    uas.confirm()
-    phone_rtp, gateway_rtp = media.remote_rtp, negotiated.remote_rtp  # each side's remote is the other
-    print(
-        f"\n  media: {negotiated.codec}/{negotiated.clock_rate} pt {negotiated.payload_type}, "
-        f"DTMF pt {negotiated.dtmf_payload_type}, phone RTP {phone_rtp[0]}:{phone_rtp[1]} "
-        f"<-> gateway RTP {gateway_rtp[0]}:{gateway_rtp[1]}, ACK matched: {acked}\n"
-    )
-
-    started = time.perf_counter()
-    audio, transcript = asyncio.run(_greeting_from_fake_voicelive(negotiated.codec))
-    elapsed = (time.perf_counter() - started) * 1000
-    seconds = audio / 8000
-    print(
-        f"  Voice Live (FakeVoiceLive on 127.0.0.1): greeting of {seconds:.2f} s of {negotiated.codec} audio "
-        f'in {elapsed:.0f} ms: "{transcript}"\n'
-    )
-
-    ladder.now = 5.0
-    bye = uac.create_request("BYE")
-    bye.headers.prepend("Via", Via("UDP", PHONE[0], PHONE[1], (("branch", new_branch()),)))
-    phone.send_request(bye, GATEWAY, "UDP", ladder.now)
-    ladder.pump()
-    bye_in = next(e for e in iter(gateway.next_event, None) if isinstance(e, RequestReceived))
-    gateway.respond(bye_in.transaction, make_response(bye_in.request, 200), ladder.now)
-    ladder.pump()
-    print("\n  call ended. The asyncio user agent, RTP bridge and gateway replace this in-memory demo.")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicelive-sip",
         description="Bridge SIP phone calls to Azure AI Voice Live.",
-        epilog="example: voicelive-sip demo",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"voicelive-sip {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run a self-contained call on loopback (no account, no network)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo()
-    return 2
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="answer calls and bridge each to Voice Live")
+    serve.add_argument(
+        "--fake-voicelive", action="store_true", help="use the bundled FakeVoiceLive, not Azure"
+    )
+    call = commands.add_parser("call", help="place an outbound call bridged to Voice Live")
+    call.add_argument("uri", help="whom to call: a SIP URI, or a number/user sent to SIP_SERVER")
+    call.add_argument(
+        "--fake-voicelive", action="store_true", help="use the bundled FakeVoiceLive, not Azure"
+    )
+    demo = commands.add_parser("demo", help="run a self-contained call on loopback (no account, no network)")
+    demo.add_argument("--output", default="voicelive-sip-demo", help="folder for the recording and timeline")
+    commands.add_parser("check", help="validate settings, try the Voice Live handshake and SIP registration")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(Path(args.output))
+        settings = load_settings()
+        fake = bool(getattr(args, "fake_voicelive", False))
+        if not fake:
+            _require_voicelive_credentials(settings.voicelive)
+        _configure_logging(settings)
+        if args.command == "serve":
+            return asyncio.run(_serve(settings, fake))
+        if args.command == "call":
+            return asyncio.run(_call(settings, args.uri, fake))
+        return asyncio.run(_check(settings))
+    except ConfigError as error:
+        print("voicelive-sip: invalid configuration", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _require_voicelive_credentials(settings: VoiceLiveSettings) -> None:
+    problems = []
+    default_endpoint = VoiceLiveSettings.model_fields["endpoint"].default
+    if settings.endpoint == default_endpoint:
+        problems.append(
+            "AZURE_VOICELIVE_ENDPOINT: not set (e.g. https://<resource>.cognitiveservices.azure.com); "
+            "or run with --fake-voicelive to try without Azure"
+        )
+    entra = any(os.environ.get(name) for name in _ENTRA_VARIABLES) or (Path.home() / ".azure").is_dir()
+    if settings.api_key is None and not entra:
+        problems.append(
+            "AZURE_VOICELIVE_API_KEY: not set, and no Microsoft Entra ID found (AZURE_CLIENT_ID/"
+            "AZURE_TENANT_ID, a managed identity, or `az login`); set one, or run with --fake-voicelive"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+def _configure_logging(settings: Settings) -> None:
+    settings.logging.configure()
+
+
+def _status(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _with_fake(settings: Settings) -> FakeVoiceLive:
+    """Start a FakeVoiceLive and point the settings at it; returns the running fake."""
+    fake = FakeVoiceLive(voice="speech" if shutil.which("espeak-ng") else "tone", pace=1.0)
+    await fake.start()
+    # What the user configured stays (instructions, voice, VAD...); only where and how to connect changes.
+    keep = settings.voicelive.model_dump(exclude={"endpoint", "api_key"})
+    settings.voicelive = fake.settings(**keep)
+    _status(f"  FakeVoiceLive on {fake.endpoint} (replies are scripted: a tone or espeak-ng speech)")
+    return fake
+
+
+async def _serve(settings: Settings, fake: bool) -> int:
+    from .gateway import Gateway
+
+    running_fake = await _with_fake(settings) if fake else None
+    gateway = Gateway(settings)
+    _status("voicelive-sip: starting ...")
+    await gateway.start()
+    observability = None
+    if settings.metrics.enabled:
+        from .http import ObservabilityServer
+
+        observability = ObservabilityServer(
+            gateway.metrics, ready=gateway.readiness, host=settings.metrics.host, port=settings.metrics.port
+        )
+        await observability.start()
+        _status(f"voicelive-sip: metrics and health on {observability.url}/metrics, /healthz, /readyz")
+    loop = asyncio.get_running_loop()
+    stops = 0
+
+    pending: set[asyncio.Task[None]] = set()  # the loop only keeps weak references to tasks
+
+    def on_signal() -> None:
+        nonlocal stops
+        stops += 1
+        if stops == 1:
+            limit = settings.gateway.drain_timeout
+            _status(f"voicelive-sip: draining (up to {limit:g} s); signal again to stop now")
+            job = loop.create_task(gateway.drain())
+        else:
+            job = loop.create_task(gateway.stop())
+        pending.add(job)
+        job.add_done_callback(pending.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    host, port = gateway.ua.address
+    transports = "+".join(t.lower() for t in settings.sip.transports)
+    _status(
+        f"voicelive-sip: answering on {transports} {host}:{port}, Voice Live {settings.voicelive.endpoint}"
+    )
+    _status("voicelive-sip: Ctrl-C (SIGTERM) drains calls and stops")
+    try:
+        await gateway.serve()
+    finally:
+        if observability is not None:
+            await observability.stop()
+        if running_fake is not None:
+            await running_fake.stop()
+    _status("voicelive-sip: stopped")
+    return 0
+
+
+async def _call(settings: Settings, uri: str, fake: bool) -> int:
+    from .gateway import Gateway
+    from .sip.call import CallFailed
+
+    running_fake = await _with_fake(settings) if fake else None
+    try:
+        async with Gateway(settings) as gateway:
+            _status(f"voicelive-sip: calling {uri} ...")
+            try:
+                session = await gateway.call(uri)
+            except CallFailed as error:
+                _status(f"voicelive-sip: the call failed: {error.status_code} {error.reason}")
+                return 1
+            _status("voicelive-sip: answered, bridged to Voice Live; Ctrl-C hangs up")
+            loop = asyncio.get_running_loop()
+            hangups: list[asyncio.Task[None]] = []
+            loop.add_signal_handler(signal.SIGINT, lambda: hangups.append(loop.create_task(session.hangup())))
+            await session.call.wait_ended()
+            while not gateway.summaries:
+                await asyncio.sleep(0.05)
+            summary = gateway.summaries[-1]
+            _status(f"voicelive-sip: call ended ({summary.end_reason}) after {summary.duration_s:.1f} s")
+            for _, role, text in summary.transcript:
+                _status(f"  {role}: {text}")
+    finally:
+        if running_fake is not None:
+            await running_fake.stop()
+    return 0
+
+
+async def _check(settings: Settings) -> int:
+    from .sip.registration import RegistrationFailed
+    from .sip.ua import UserAgent
+    from .voicelive import VoiceLiveError, VoiceLiveSession
+
+    ok = True
+    _status("✓ configuration is valid")
+    _status(f"… Voice Live handshake with {settings.voicelive.endpoint}")
+    try:
+        async with VoiceLiveSession(settings.voicelive):
+            pass
+        _status("✓ Voice Live accepted the connection and the session settings")
+    except VoiceLiveError as error:
+        ok = False
+        _status(f"✗ Voice Live: {error}")
+    _status(f"… binding SIP on {settings.sip.local_address}:{settings.sip.port}")
+    try:
+        async with UserAgent(settings.sip, settings.media) as ua:
+            _status(f"✓ SIP listening on {ua.address[0]}:{ua.address[1]}")
+            if settings.sip.register_enabled:
+                _status(f"… registering {settings.sip.user} with {settings.sip.server}")
+                registration = ua.register()
+                try:
+                    await registration.wait_registered(timeout=15)
+                    _status(f"✓ registered for {registration.expires} s")
+                except RegistrationFailed as error:
+                    ok = False
+                    _status(f"✗ registration: {error}")
+            else:
+                _status("- registration not configured (REGISTER_WITH_SIP_SERVER=false)")
+    except OSError as error:
+        ok = False
+        _status(f"✗ SIP: cannot bind: {error}")
+    return 0 if ok else 1
+
+
+def _demo(output: Path) -> int:
+    import logging
+
+    import structlog
+
+    from .demo import run
+
+    # The demo prints its own readable story; only problems are logged.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with contextlib.suppress(KeyboardInterrupt):
+        result = asyncio.run(run(output))
+        return 0 if result.summary.end_reason else 1
+    return 130
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .logs import LoggingSettings
 
 AudioFormat = Literal["g711", "g711_ulaw", "g711_alaw", "pcm16_16000", "pcm16_24000"]
 VoiceType = Literal["auto", "openai", "azure-standard", "azure-custom", "azure-personal"]
@@ -29,17 +31,19 @@ def _csv(value: object) -> object:
 class VoiceLiveSettings(BaseSettings):
     """Azure AI Voice Live: endpoint, credentials and everything that goes into `session.update`."""
 
-    model_config = SettingsConfigDict(env_prefix="VOICE_LIVE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="VOICE_LIVE_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     # Connection (the two AZURE_* names are the seed's; every other variable is VOICE_LIVE_<FIELD>).
     endpoint: str = Field(
         default="http://127.0.0.1:8765",
-        validation_alias=AliasChoices("AZURE_VOICELIVE_ENDPOINT", "endpoint"),
+        validation_alias=AliasChoices("AZURE_VOICELIVE_ENDPOINT"),
         description="Voice Live endpoint: https://<resource>.cognitiveservices.azure.com or a FakeVoiceLive.",
     )
     api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("AZURE_VOICELIVE_API_KEY", "api_key"),
+        validation_alias=AliasChoices("AZURE_VOICELIVE_API_KEY"),
         description="API key; when unset, Microsoft Entra ID is used through DefaultAzureCredential.",
     )
     api_version: str = Field(default="2026-07-15", description="The api-version query parameter.")
@@ -185,23 +189,25 @@ def _default_codecs() -> list[Codec]:
 class SipSettings(BaseSettings):
     """The SIP user agent: where it listens, who it is, registration, limits and timers."""
 
-    model_config = SettingsConfigDict(env_prefix="SIP_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SIP_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     local_address: str = Field(
         default="127.0.0.1",
-        validation_alias=AliasChoices("SIP_LOCAL_ADDRESS", "local_address"),
+        validation_alias=AliasChoices("SIP_LOCAL_ADDRESS"),
         description="Address the SIP transports bind to (0.0.0.0 for all interfaces).",
     )
     port: int = Field(
         default=5060,
         ge=0,
         le=65535,
-        validation_alias=AliasChoices("SIP_PORT", "port"),
+        validation_alias=AliasChoices("SIP_PORT"),
         description="SIP port for UDP and TCP (0 picks a free port).",
     )
     via_address: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("SIP_VIA_ADDR", "via_address"),
+        validation_alias=AliasChoices("SIP_VIA_ADDR"),
         description="Address written into Via and Contact (NAT); defaults to the bound address.",
     )
     transports: Annotated[list[Transport], NoDecode] = Field(
@@ -209,38 +215,38 @@ class SipSettings(BaseSettings):
     )
     server: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("SIP_SERVER", "server"),
+        validation_alias=AliasChoices("SIP_SERVER"),
         description="PBX / registrar / outbound proxy: host[:port] (with ;transport=tcp for TCP).",
     )
     user: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("SIP_USER", "user"),
+        validation_alias=AliasChoices("SIP_USER"),
         description="Our SIP identity (AOR), e.g. bot@sip.example.com.",
     )
     auth_user: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("AUTH_USER", "auth_user"),
+        validation_alias=AliasChoices("AUTH_USER"),
         description="Digest username towards the server (defaults to the user part of SIP_USER).",
     )
     auth_realm: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("AUTH_REALM", "auth_realm"),
+        validation_alias=AliasChoices("AUTH_REALM"),
         description="Digest realm to answer; unset answers any realm the server names.",
     )
     auth_password: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("AUTH_PASSWORD", "auth_password"),
+        validation_alias=AliasChoices("AUTH_PASSWORD"),
         description="Digest password towards the server.",
     )
     register_enabled: bool = Field(
         default=False,
-        validation_alias=AliasChoices("REGISTER_WITH_SIP_SERVER", "register_enabled"),
+        validation_alias=AliasChoices("REGISTER_WITH_SIP_SERVER"),
         description="Register SIP_USER with SIP_SERVER.",
     )
     register_expires: int = Field(default=3600, ge=60, description="Registration lifetime asked for (s).")
     display_name: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("DISPLAY_NAME", "display_name"),
+        validation_alias=AliasChoices("DISPLAY_NAME"),
         description="Display name in From and Contact.",
     )
     user_agent: str = Field(default="voicelive-sip", description="User-Agent / Server header value.")
@@ -286,11 +292,13 @@ class SipSettings(BaseSettings):
 class MediaSettings(BaseSettings):
     """RTP: bind address, port range, codecs and timers."""
 
-    model_config = SettingsConfigDict(env_prefix="MEDIA_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MEDIA_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     address: str = Field(
         default="127.0.0.1",
-        validation_alias=AliasChoices("MEDIA_ADDRESS", "address"),
+        validation_alias=AliasChoices("MEDIA_ADDRESS"),
         description="Address RTP binds to and (unless MEDIA_PUBLIC_ADDRESS) the one written into SDP.",
     )
     public_address: str | None = Field(default=None, description="Address written into SDP (NAT).")
@@ -298,13 +306,13 @@ class MediaSettings(BaseSettings):
         default=10000,
         ge=1024,
         le=65534,
-        validation_alias=AliasChoices("MEDIA_PORT", "port"),
+        validation_alias=AliasChoices("MEDIA_PORT"),
         description="First RTP port of the range.",
     )
     port_count: int = Field(
         default=1000,
         ge=2,
-        validation_alias=AliasChoices("MEDIA_PORT_COUNT", "port_count"),
+        validation_alias=AliasChoices("MEDIA_PORT_COUNT"),
         description="Number of ports in the RTP range (two per call: RTP and RTCP).",
     )
     codecs: Annotated[list[Codec], NoDecode] = Field(
@@ -327,7 +335,9 @@ class MediaSettings(BaseSettings):
 class GatewaySettings(BaseSettings):
     """How calls are bridged: answering, DTMF, built-in tools, recording, shutdown."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     answer_mode: Literal["when_ready", "immediately"] = Field(
         default="when_ready",
@@ -361,6 +371,19 @@ class GatewaySettings(BaseSettings):
     _split_lists = field_validator("transfer_allowed", mode="before")(_csv)
 
 
+class MetricsSettings(BaseSettings):
+    """The observability endpoint: `METRICS_ENABLED`, `METRICS_HOST` and `METRICS_PORT`."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICS_", extra="ignore", env_file=".env")
+
+    enabled: bool = Field(default=True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to listen on; 0.0.0.0 exposes the endpoint beyond this host.",
+    )
+    port: int = Field(default=9100, ge=0, le=65535, description="TCP port (0: any free port).")
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern; each group reads its own environment variables."""
 
@@ -370,3 +393,65 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     voicelive: VoiceLiveSettings = Field(default_factory=VoiceLiveSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @classmethod
+    def group_models(cls) -> dict[str, type[BaseSettings]]:
+        """The settings groups, by field name."""
+        return {
+            name: field.annotation
+            for name, field in cls.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings)
+        }
+
+
+class ConfigError(Exception):
+    """Invalid configuration: one line per problem, naming the environment variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _env_name(model: type[BaseSettings], key: str) -> str:
+    if key.isupper():
+        return key  # pydantic reports the alias it read (SIP_PORT, AUTH_PASSWORD...)
+    field = model.model_fields.get(key)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str) and alias.choices[0].isupper():
+        return alias.choices[0]
+    prefix = str(model.model_config.get("env_prefix", ""))
+    return (prefix + key).upper()
+
+
+def _is_secret(model: type[BaseSettings], key: str) -> bool:
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        names = (
+            {name, *(c for c in alias.choices if isinstance(c, str))}
+            if isinstance(alias, AliasChoices)
+            else {name}
+        )
+        if key in names or _env_name(model, name) == key:
+            return "Secret" in str(field.annotation)
+    return False
+
+
+def load_settings(**groups: BaseSettings) -> Settings:
+    """Read every group from the environment (and .env); raise `ConfigError` listing all that is wrong."""
+    problems: list[str] = []
+    loaded: dict[str, BaseSettings] = dict(groups)
+    for name, model in Settings.group_models().items():
+        if name in loaded:
+            continue
+        try:
+            loaded[name] = model()
+        except ValidationError as error:
+            for item in error.errors():
+                key = str(item["loc"][0]) if item["loc"] else name
+                shown = "" if _is_secret(model, key) else f" (got {item.get('input')!r})"
+                problems.append(f"{_env_name(model, key)}: {item['msg']}{shown}")
+    if problems:
+        raise ConfigError(problems)
+    return Settings.model_validate(loaded)

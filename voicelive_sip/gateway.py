@@ -11,9 +11,11 @@ import structlog
 
 from .call import CallSession, CallSummary, DtmfHandler, RecordingHook
 from .config import Settings, VoiceLiveSettings
+from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool
 from .sip.call import CallFailed, IncomingCall
+from .sip.registration import Registration, RegistrationState
 from .sip.ua import UserAgent
 from .voicelive.tools import Tool
 
@@ -55,6 +57,7 @@ class Gateway:
         self.clock = MediaClock()
         media = self.settings.media
         self.pool = PortPool(media.address, media.port, media.port_count)
+        self.metrics = GatewayMetrics()
         self.sessions: set[CallSession] = set()
         self.summaries: list[CallSummary] = []  # the most recent ones, bounded
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -75,6 +78,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.ua.start()
+        for registration in self.ua.registrations:
+            self._spawn(self._watch(registration))
         self.clock.start()
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
         self.started = True
@@ -85,6 +90,23 @@ class Gateway:
         if not self.started:
             await self.start()
         await self._stopped.wait()
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready = transports bound, registered where configured, not draining (for /readyz)."""
+        registered = all(r.state is RegistrationState.REGISTERED for r in self.ua.registrations)
+        details: dict[str, object] = {
+            "transports": self.started,
+            "registered": registered,
+            "draining": self.draining,
+            "active_calls": len(self.sessions),
+        }
+        return self.started and registered and not self.draining, details
+
+    async def _watch(self, registration: Registration) -> None:
+        async for change in registration.events():
+            self.metrics.registration_state(
+                str(registration.aor), change.state is RegistrationState.REGISTERED
+            )
 
     async def drain(self, timeout: float | None = None) -> None:
         """Refuse new calls (503), let calls in progress finish up to `timeout`, then stop."""
@@ -129,6 +151,7 @@ class Gateway:
             credential=self.credential,
             on_dtmf=self.on_dtmf,
             on_recording=self.on_recording,
+            metrics=self.metrics,
         )
         self._spawn(self._run(session))
         return session
@@ -153,8 +176,10 @@ class Gateway:
                 credential=self.credential,
                 on_dtmf=self.on_dtmf,
                 on_recording=self.on_recording,
+                metrics=self.metrics,
             )
         except CallFailed as error:
+            self.metrics.call_rejected(error.status_code)
             log.info(
                 "gateway.call_not_set_up", call_id=call.call_id, status=error.status_code, reason=error.reason
             )
@@ -168,6 +193,7 @@ class Gateway:
 
     async def _run(self, session: CallSession) -> None:
         self.sessions.add(session)
+        self.metrics.call_started(session.summary.direction)
         try:
             if self.on_session is not None:
                 hooked = self.on_session(session)
@@ -176,6 +202,18 @@ class Gateway:
             summary = await session.run()
         finally:
             self.sessions.discard(session)
+        self.metrics.call_ended(
+            summary.direction,
+            summary.end_reason or "unknown",
+            summary.duration_s,
+            summary.first_agent_audio_ms,
+            summary.jitter_ms,
+            summary.packets_lost,
+            summary.barge_ins,
+            summary.input_tokens,
+            summary.output_tokens,
+            summary.voicelive_reconnects,
+        )
         self.summaries.append(summary)
         del self.summaries[:-100]
         if self.on_summary is not None:

@@ -8,9 +8,8 @@ from types import TracebackType
 
 import structlog
 from aiohttp import web
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from voicelive_sip.config import MetricsSettings
 from voicelive_sip.metrics import GatewayMetrics
 
 __all__ = ["MetricsSettings", "ObservabilityServer", "ReadinessCheck"]
@@ -145,16 +144,3 @@ def _bound_port(runner: web.AppRunner) -> int:
         if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
             return address[1]
     raise RuntimeError("the HTTP server has no bound TCP address")
-
-
-class MetricsSettings(BaseSettings):
-    """The observability endpoint: `METRICS_ENABLED`, `METRICS_HOST` and `METRICS_PORT`."""
-
-    model_config = SettingsConfigDict(env_prefix="METRICS_", extra="ignore")
-
-    enabled: bool = Field(default=True, description="Serve /metrics, /healthz and /readyz.")
-    host: str = Field(
-        default="127.0.0.1",
-        description="Address to listen on; 0.0.0.0 exposes the endpoint beyond this host.",
-    )
-    port: int = Field(default=9100, ge=0, le=65535, description="TCP port (0: any free port).")

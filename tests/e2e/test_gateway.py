@@ -238,3 +238,25 @@ async def test_outbound_call_from_the_agent() -> None:
         await call.hangup()
         await finished(gateway)
     assert gateway.summaries[0].direction == "outbound"
+
+
+async def test_metrics_and_readiness_follow_the_calls() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with bridge() as (_fake, gateway, phone):
+        ready, details = gateway.readiness()
+        assert ready and details["draining"] is False
+        call = await phone.dial(target(gateway))
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        await call.hangup()
+        await finished(gateway)
+        payload, _ = gateway.metrics.render()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(payload.decode())
+            for s in family.samples
+        }
+        assert samples[("voicelive_sip_calls_completed_total", (("outcome", "bye"),))] == 1
+        assert samples[("voicelive_sip_active_calls", ())] == 0
+        gateway.ua.draining = True
+        assert gateway.readiness()[0] is False
