@@ -260,3 +260,57 @@ async def test_metrics_and_readiness_follow_the_calls() -> None:
         assert samples[("voicelive_sip_active_calls", ())] == 0
         gateway.ua.draining = True
         assert gateway.readiness()[0] is False
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "transferred"), (603, "bye")])
+async def test_transfer_call_tool_sends_refer_to_the_caller(status: int, outcome: str) -> None:
+    reply = FakeReply(
+        text="Let me transfer you.",
+        tool_call=FakeToolCall("transfer_call", '{"target": "sip:desk@127.0.0.1"}'),
+    )
+    options = {"transfer_tool": True, "transfer_allowed": ["sip:desk@"]}
+    async with bridge({"replies": [reply], "greeting": "Hi."}, options) as (fake, gateway, phone):
+        call = await phone.dial(target(gateway))
+        call.transfer_status = status
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        await asyncio.sleep(0.4)
+        await call.play(tone(0.6))  # a caller turn: the fake's reply asks for the transfer
+        await call.wait_for(lambda c: bool(c.transfer_requests), timeout=10)
+        assert call.transfer_requests == ["sip:desk@127.0.0.1"]
+        if status == 200:
+            ended = await asyncio.wait_for(call.wait_ended(), 10)  # the transferor leaves (RFC 5589)
+            assert ended.by == "remote"
+        else:
+            await fake.wait_for(lambda f: len(f.function_outputs) == 1, timeout=5)
+            assert '"ok": false' in fake.function_outputs[0]["output"]  # the model hears it failed
+            await call.hangup()
+        await finished(gateway)
+    assert gateway.summaries[0].end_reason == outcome
+
+
+async def test_pcm16_mode_goes_through_the_resampler() -> None:
+    async with bridge(voicelive_options={"audio_format": "pcm16_24000"}) as (fake, gateway, phone):
+        call = await phone.dial(target(gateway))
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        start = call.first_audio_time()
+        assert start is not None
+        await asyncio.sleep(0.5)
+        assert call.energy_dbfs(start, start + 0.5) > -25  # the 24 kHz greeting, resampled to 8 kHz G.711
+        await call.play(tone(0.5, 1000.0))
+        await call.hangup()
+        await finished(gateway)
+    assert fake.session_config["input_audio_format"] == "pcm16"
+    pcm = np.frombuffer(fake.appended_audio, dtype=np.int16)
+    assert len(pcm) > 24000 * 0.4 and np.abs(pcm).max() > 3000  # caller audio arrived at 24 kHz
+
+
+async def test_voice_live_failing_for_good_ends_the_call_with_bye() -> None:
+    options = {"reconnect_attempts": 2, "reconnect_initial_delay": 0.05, "connect_timeout": 1.0}
+    async with bridge(voicelive_options=options) as (fake, gateway, phone):
+        call = await phone.dial(target(gateway))
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        await fake.stop()  # the service goes away and stays away: every reconnect fails
+        ended = await asyncio.wait_for(call.wait_ended(), 15)
+        await finished(gateway)
+    assert ended.by == "remote" and ended.reason == "bye"
+    assert gateway.summaries[0].end_reason == "voicelive-failed"

@@ -33,7 +33,7 @@ from voicelive_sip.rtp.events import DtmfReceived, MediaEvent, MediaTimeout
 from voicelive_sip.rtp.jitter import Frame
 from voicelive_sip.rtp.session import CODECS, FRAME_SAMPLES, PortPool, RtpSession
 from voicelive_sip.sdp import NegotiatedMedia
-from voicelive_sip.sip.call import Call, CallEnded, CallFailed, InfoDtmf, MediaUpdated
+from voicelive_sip.sip.call import Call, CallEnded, CallFailed, InfoDtmf, MediaUpdated, TransferRequested
 from voicelive_sip.sip.errors import LocalProtocolError
 from voicelive_sip.sip.ua import UserAgent
 
@@ -195,6 +195,9 @@ class PhoneCall:
         self._log = log.bind(call_id=call.call_id)
         self._heard: deque[tuple[ReceivedFrame, g711.Law, float, int]] = deque(maxlen=record_frames)
         self._dtmf: deque[str] = deque(maxlen=MAX_DIGITS)
+        self._transfers: deque[str] = deque(maxlen=MAX_DIGITS)
+        # What the phone reports for a REFER it receives (RFC 3515 NOTIFY); set it to test failed transfers.
+        self.transfer_status = 200
         self._changed = asyncio.Event()
         self._closed = asyncio.Event()
         self._plays: asyncio.Queue[_Play] = asyncio.Queue(MAX_QUEUED_PLAYS)
@@ -216,6 +219,11 @@ class PhoneCall:
     def received(self) -> list[ReceivedFrame]:
         """Frames heard in the last `record_seconds`, in order: (arrival loop time, payload, concealed)."""
         return [entry[0] for entry in self._heard]
+
+    @property
+    def transfer_requests(self) -> list[str]:
+        """Targets of the REFERs this call received (each answered 202, then NOTIFY `transfer_status`)."""
+        return list(self._transfers)
 
     @property
     def dtmf_received(self) -> list[str]:
@@ -373,6 +381,14 @@ class PhoneCall:
                     self._dtmf.append(event.digit)
                     self._log.info("phone.dtmf_received", digit=event.digit, method="info")
                     self._changed.set()
+                elif isinstance(event, TransferRequested):
+                    self._transfers.append(event.target)
+                    self._log.info(
+                        "phone.transfer_requested", target=event.target, status=self.transfer_status
+                    )
+                    self._changed.set()
+                    with contextlib.suppress(CallFailed):
+                        await self.call.notify_transfer(self.transfer_status)
                 elif isinstance(event, CallEnded):
                     self._log.info("phone.call_ended", reason=event.reason, by=event.by)
         finally:
