@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import numpy as np
+
+from voicelive_sip.config import MediaSettings, Settings, SipSettings
 from voicelive_sip.sip import Response, parse_message
+from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 
@@ -56,3 +63,84 @@ async def test_sans_io_responder_answers_options_and_rejects_garbage() -> None:
         server.close()
         if responder.timer is not None:
             responder.timer.cancel()
+
+
+async def _speak(call: Any) -> None:
+    t = np.arange(int(8000 * 0.6)) / 8000
+    await call.play((9000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16))
+
+
+def _settings(fake: FakeVoiceLive) -> Settings:
+    return Settings(
+        sip=SipSettings(port=0, local_address="127.0.0.1"),
+        media=MediaSettings(address="127.0.0.1", port=41000, port_count=200),
+        voicelive=fake.settings(proactive_greeting_enabled=True),
+    )
+
+
+async def test_order_status_gateway_answers_with_the_tool() -> None:
+    example = load("order_status_gateway")
+    script = FakeReply(
+        tool_call=FakeToolCall("order_status", '{"order_id": "1003"}'), follow_up=FakeReply(text="{output}")
+    )
+    async with (
+        FakeVoiceLive(replies=[script], pace=1.0) as fake,
+        SipPhone(media_port=42000) as phone,
+        example.gateway(_settings(fake)) as gateway,
+    ):
+        call = await phone.dial(f"sip:agent@127.0.0.1:{gateway.ua.address[1]}")
+        await call.wait_for(lambda c: c.first_audio_time() is not None)
+        await _speak(call)
+        await fake.wait_for(lambda f: bool(f.function_outputs))
+        await call.hangup()
+    assert json.loads(fake.function_outputs[0]["output"]) == {"order_id": "1003", "status": "delivered"}
+    assert fake.session_config["instructions"] == example.INSTRUCTIONS
+    assert {t["name"] for t in fake.session_config["tools"]} >= {"order_status", "opening_hours", "hang_up"}
+
+
+async def test_outbound_call_example_returns_the_summary() -> None:
+    example = load("outbound_call")
+    async with FakeVoiceLive(pace=1.0) as fake, SipPhone(media_port=42200) as phone:
+
+        async def answer_then_hang_up() -> None:
+            call = await phone.answer_next(timeout=10)
+            await call.wait_for(lambda c: c.first_audio_time() is not None)
+            await call.hangup()
+
+        answering = asyncio.ensure_future(answer_then_hang_up())
+        summary = await example.call(_settings(fake), phone.uri)
+        await answering
+    assert summary.direction == "outbound" and summary.end_reason == "bye"
+    assert fake.session_config["instructions"] == example.INSTRUCTIONS
+
+
+async def test_per_number_instructions_pick_the_line() -> None:
+    example = load("per_number_instructions")
+    async with (
+        FakeVoiceLive(pace=1.0) as fake,
+        SipPhone(media_port=42400) as phone,
+        example.gateway(_settings(fake)) as gateway,
+    ):
+        call = await phone.dial(f"sip:+49301234@127.0.0.1:{gateway.ua.address[1]}")
+        await call.wait_for(lambda c: c.first_audio_time() is not None)
+        await call.hangup()
+    assert fake.session_config["instructions"].startswith("Du bist der Support-Assistent")
+    assert fake.session_config["voice"]["name"] == "de-DE-KatjaNeural"
+
+
+def test_the_example_pytest_test_passes() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(EXAMPLES / "test_my_voice_agent.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]

@@ -1,4 +1,4 @@
-"""pytest plugin (entry point `pytest11`): `fake_voicelive` (a FakeVoiceLive) and `sip_phone` (a SipPhone)."""
+"""pytest plugin (entry point `pytest11`): `fake_voicelive`, `sip_phone` and `gateway` fixtures."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from voicelive_sip.config import GatewaySettings, MediaSettings, Settings, SipSettings
+from voicelive_sip.gateway import Gateway
 from voicelive_sip.testing.fake_voicelive import FakeVoiceLive
 from voicelive_sip.testing.phone import SipPhone
 
@@ -15,6 +17,18 @@ from voicelive_sip.testing.phone import SipPhone
 @pytest.fixture
 def fake_voicelive_options() -> dict[str, Any]:
     """Keyword arguments for the `fake_voicelive` fixture; override this fixture to script the fake."""
+    return {}
+
+
+@pytest.fixture
+def gateway_options() -> dict[str, Any]:
+    """Keyword arguments for the `gateway` fixture's Gateway (tools=, configure=, on_summary=...)."""
+    return {}
+
+
+@pytest.fixture
+def gateway_settings() -> dict[str, Any]:
+    """Overrides of the `gateway` fixture's settings groups: {"gateway": GatewaySettings(...), ...}."""
     return {}
 
 
@@ -35,6 +49,24 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
         async with SipPhone() as phone:
             yield phone
 
+    @pytest_asyncio.fixture
+    async def gateway(
+        fake_voicelive: FakeVoiceLive, gateway_options: dict[str, Any], gateway_settings: dict[str, Any]
+    ) -> AsyncIterator[Gateway]:
+        """A started Gateway on 127.0.0.1 (free SIP port) bridging calls to `fake_voicelive`, with a greeting.
+
+        Call `f"sip:agent@127.0.0.1:{gateway.ua.address[1]}"`; `gateway.summaries` has every finished call.
+        """
+        groups: dict[str, Any] = {
+            "sip": SipSettings(port=0, local_address="127.0.0.1", server=None, register_enabled=False),
+            "media": MediaSettings(address="127.0.0.1", public_address=None, port=40000, port_count=400),
+            "voicelive": fake_voicelive.settings(proactive_greeting_enabled=True),
+            "gateway": GatewaySettings(),
+            **gateway_settings,
+        }
+        async with Gateway(Settings(**groups), **gateway_options) as running:
+            yield running
+
 else:  # pragma: no cover - depends on the environment
 
     @pytest.fixture
@@ -46,3 +78,8 @@ else:  # pragma: no cover - depends on the environment
     def sip_phone() -> None:
         """Skips: the async fixture needs pytest-asyncio."""
         pytest.skip("the sip_phone fixture needs pytest-asyncio")
+
+    @pytest.fixture
+    def gateway() -> None:
+        """Skips: the async fixture needs pytest-asyncio."""
+        pytest.skip("the gateway fixture needs pytest-asyncio")
