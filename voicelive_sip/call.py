@@ -154,6 +154,7 @@ class CallSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._done = asyncio.Event()
         self._first_played: float | None = None
+        self._downlink_since: float | None = None  # arrival of agent audio that found nothing queued ahead
         self.rtp.on_played = self._played
         self.metrics: GatewayMetrics | None = None
 
@@ -369,10 +370,15 @@ class CallSession:
     async def _uplink(self) -> None:
         """Caller audio → Voice Live, untouched G.711 by default (the session converts for pcm16)."""
         recorder = self.recorder
+        loop = self._loop
         async for frame in self.rtp.frames():
+            taken = loop.time()
             if recorder is not None:
-                recorder.caller(frame.payload, self._loop.time())
+                recorder.caller(frame.payload, taken)
             await self.voicelive.send_audio(frame.payload)
+            if self.metrics is not None:
+                # Gateway-added, uplink: out of the jitter buffer (whose wait is intentional) to the socket.
+                self.metrics.latency("uplink", loop.time() - taken)
 
     async def _downlink(self) -> None:
         async for event in self.voicelive.events():
@@ -429,11 +435,17 @@ class CallSession:
             self._log.debug("media.underrun", item_id=event.item_id)
             if self.metrics is not None:
                 self.metrics.underrun()
+        if not len(self.rtp.outbound) and self._downlink_since is None:
+            self._downlink_since = self._loop.time()  # nothing queued ahead: any wait is the gateway's own
         self._item_bytes += len(event.audio)
         self.rtp.enqueue(event.audio)
 
     def _played(self, payload: bytes) -> None:
         now = self._loop.time()
+        if self._downlink_since is not None:
+            if self.metrics is not None:
+                self.metrics.latency("downlink", now - self._downlink_since)
+            self._downlink_since = None
         if self._first_played is None and self._answered_at is not None:
             self._first_played = now
             self.summary.first_agent_audio_ms = (now - self._answered_at) * 1000
@@ -444,6 +456,7 @@ class CallSession:
     async def _barge_in(self, cause: str) -> None:
         """Within the same event: drop queued audio, then cancel the reply and truncate at what was heard."""
         dropped = self.rtp.clear()
+        self._downlink_since = None
         item = self._item
         if item is None or (dropped == 0 and not self._responding):
             return

@@ -11,6 +11,7 @@ import structlog
 
 from .call import CallSession, CallSummary, DtmfHandler, RecordingHook
 from .config import Settings, VoiceLiveSettings
+from .logs import bind_call_context
 from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool
@@ -161,6 +162,11 @@ class Gateway:
             self._spawn(self._incoming(call))
 
     async def _incoming(self, call: IncomingCall) -> None:
+        # Every event logged while this call is set up and run carries its call_id and remote (contextvars).
+        with bind_call_context(call_id=call.call_id, remote=call.source):
+            await self._incoming_call(call)
+
+    async def _incoming_call(self, call: IncomingCall) -> None:
         try:
             settings = None
             if self.configure is not None:

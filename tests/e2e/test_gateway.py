@@ -314,3 +314,38 @@ async def test_voice_live_failing_for_good_ends_the_call_with_bye() -> None:
         await finished(gateway)
     assert ended.by == "remote" and ended.reason == "bye"
     assert gateway.summaries[0].end_reason == "voicelive-failed"
+
+
+async def test_drain_refuses_new_calls_then_ends_the_rest() -> None:
+    async with bridge() as (_fake, gateway, phone), SipPhone(media_port=media_port()) as late:
+        call = await phone.dial(target(gateway))
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        draining = asyncio.ensure_future(gateway.drain(timeout=1.0))
+        await asyncio.sleep(0.1)
+        with pytest.raises(CallFailed) as refused:
+            await late.dial(target(gateway))
+        assert refused.value.status_code == 503  # new INVITEs are turned away while draining
+        assert not call.ended  # the call in progress carries on...
+        ended = await asyncio.wait_for(call.wait_ended(), 10)  # ...until the drain timeout
+        assert ended.by == "remote"
+        await asyncio.wait_for(draining, 10)
+    assert gateway.summaries[0].end_reason == "bye"
+
+
+async def test_gateway_added_latency_is_observed_both_ways() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with bridge() as (_fake, gateway, phone):
+        call = await phone.dial(target(gateway))
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        await asyncio.sleep(0.3)
+        await call.hangup()
+        await finished(gateway)
+        payload, _ = gateway.metrics.render()
+    counts = {
+        s.labels["direction"]: s.value
+        for family in text_string_to_metric_families(payload.decode())
+        for s in family.samples
+        if s.name == "voicelive_sip_gateway_latency_seconds_count"
+    }
+    assert counts["uplink"] > 10 and counts["downlink"] >= 1
