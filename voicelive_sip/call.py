@@ -438,6 +438,7 @@ class CallSession:
         if not len(self.rtp.outbound) and self._downlink_since is None:
             self._downlink_since = self._loop.time()  # nothing queued ahead: any wait is the gateway's own
         self._item_bytes += len(event.audio)
+        self._log.debug("voicelive.audio_delta", item_id=event.item_id, bytes=len(event.audio))
         self.rtp.enqueue(event.audio)
 
     def _played(self, payload: bytes) -> None:

@@ -447,7 +447,7 @@ class RtpSession(asyncio.DatagramProtocol):
         """Queue encoded audio (codec bytes, any length) for the clock; returns bytes accepted (bounded)."""
         accepted = self.outbound.enqueue(payload)
         if accepted < len(payload):
-            self._log.warning("media.outbound_overflow", dropped=len(payload) - accepted)
+            self._log.warning("media.enqueue_failed", dropped=len(payload) - accepted)
         return accepted
 
     def clear(self) -> int:
