@@ -46,18 +46,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"voicelive-sip {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="answer calls and bridge each to Voice Live")
+    logging = argparse.ArgumentParser(add_help=False)
+    logging.add_argument("--log-format", choices=["auto", "console", "json"], help="overrides LOG_FORMAT")
+    logging.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="overrides LOG_LEVEL"
+    )
+    serve = commands.add_parser("serve", parents=[logging], help="answer calls and bridge each to Voice Live")
     serve.add_argument(
         "--fake-voicelive", action="store_true", help="use the bundled FakeVoiceLive, not Azure"
     )
-    call = commands.add_parser("call", help="place an outbound call bridged to Voice Live")
+    call = commands.add_parser("call", parents=[logging], help="place an outbound call bridged to Voice Live")
     call.add_argument("uri", help="whom to call: a SIP URI, or a number/user sent to SIP_SERVER")
     call.add_argument(
         "--fake-voicelive", action="store_true", help="use the bundled FakeVoiceLive, not Azure"
     )
     demo = commands.add_parser("demo", help="run a self-contained call on loopback (no account, no network)")
     demo.add_argument("--output", default="voicelive-sip-demo", help="folder for the recording and timeline")
-    commands.add_parser("check", help="validate settings, try the Voice Live handshake and SIP registration")
+    commands.add_parser(
+        "check",
+        parents=[logging],
+        help="validate settings, try the Voice Live handshake and SIP registration",
+    )
     return parser
 
 
@@ -70,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         fake = bool(getattr(args, "fake_voicelive", False))
         if not fake:
             _require_voicelive_credentials(settings.voicelive)
+        if args.log_format:
+            settings.logging.format = args.log_format
+        if args.log_level:
+            settings.logging.level = args.log_level
         _configure_logging(settings)
         if args.command == "serve":
             return asyncio.run(_serve(settings, fake))
