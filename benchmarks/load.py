@@ -1,0 +1,740 @@
+"""Concurrent full-duplex calls per core: the Gateway under N calls bridged to a FakeVoiceLive.
+
+    python -m benchmarks.load --calls 100 --seconds 20 [--loop asyncio|uvloop] [--json out.json]
+    python -m benchmarks.load --find-max --seconds 20 --loop uvloop     # 50, 100, 150 ... until one fails
+
+Three processes on 127.0.0.1, started afresh for every step:
+- the gateway (`voicelive_sip.gateway.Gateway`, settings in code, logs at WARNING) pinned to core 0 under
+  the chosen event loop; SIGUSR1 and SIGTERM make it dump `gateway.metrics.render()` and its clock statistics,
+  so the latency histograms and underrun counter are read for the steady window only;
+- a FakeVoiceLive (tone voice, replies paced at 0.9x real time, nothing recorded) pinned to core 1;
+- the caller, pinned to core 1: one UserAgent placing N calls, one MediaClock, one RtpSession per call
+  sending 2 s of 440 Hz tone then 3 s of silence (staggered over the calls), so the fake's server VAD ends a
+  turn and answers with a paced reply while the caller keeps sending silence.
+
+Every RTP packet the caller receives is timestamped in `datagram_received`, twice: the kernel's receive
+timestamp of that datagram (SIOCGSTAMPNS; on loopback it is taken inside the gateway's `sendto`, so the
+caller's own load cannot blur it) and `time.monotonic_ns()` in user space. Each stream's arrivals are fitted
+to its RTP timestamps (arrival = offset + ts/8000, offset the median) and the send-time error is
+|arrival - fitted ideal| over all packets, as in `benchmarks/clock_load.py`.
+
+CPU (% of one core) comes from /proc/PID/stat over the steady window, RSS from /proc/PID/status (per call:
+beyond the idle gateway measured before the first call). A step holds when every call was set up and stayed
+up, the p99 send-time error is at most 5 ms, and the caller heard no gap inside a reply while core 1 was not
+saturated (`voicelive_sip_media_underruns_total` is reported too, but it counts a buffer found empty when the
+next delta arrives, which happens without any gap whenever a chunk arrives just in time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import platform
+import shlex
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGET_P99_MS = 5.0
+DEFAULT_STEPS = "50,100,150,200,250,300,350,400,500,600"
+TALK_SECONDS = 2.0
+# Each reply streams in 0.9x its duration: 100 ms chunks 90 ms apart, so the playout buffer gains 10 ms of
+# lead per chunk the way it does behind the real service. At exactly 1.0 the buffer has no lead at all and
+# the fake's own scheduling jitter leaves 1-frame gaps even at 10 calls.
+DEFAULT_PACE = 0.9
+GAP_MAX_FRAMES = 25  # silence up to 500 ms between agent frames is a gap in a reply, not between replies
+CYCLE_SECONDS = 5.0
+WARMUP_SECONDS = 3.0
+SETUP_RATE = 100.0  # calls per second the caller places (the UA admits 500 new requests/s per source)
+SETUP_CONCURRENCY = 50
+GATEWAY_MEDIA_PORT = 20000
+CALLER_MEDIA_PORT = 34000
+SIOCGSTAMPNS = 0x8907  # linux/sockios.h: receive timestamp (timespec) of the last datagram read
+RTP_HEADER = struct.Struct("!BBHII")
+TIMESPEC = struct.Struct("@qq")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers shared by the processes
+
+
+def quiet_logs() -> None:
+    """WARNING and above only: per-call info events would measure the terminal, not the gateway."""
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.basicConfig(level=logging.WARNING)
+
+
+def pin(core: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core % (os.cpu_count() or 1)})
+
+
+def run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float, what: str) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before writing {path.name}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not write {path.name} within {timeout:.0f} s")
+        time.sleep(0.05)
+    return path.read_text().strip()
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        uvloop_version: str | None = metadata.version("uvloop")
+    except metadata.PackageNotFoundError:
+        uvloop_version = None
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+        "uvloop": uvloop_version,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# process 1: the gateway
+
+
+def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: int) -> None:
+    pin(core)
+    quiet_logs()
+    from pydantic import SecretStr
+
+    from voicelive_sip.config import (
+        GatewaySettings,
+        MediaSettings,
+        MetricsSettings,
+        Settings,
+        SipSettings,
+        VoiceLiveSettings,
+    )
+    from voicelive_sip.gateway import Gateway
+
+    settings = Settings(
+        sip=SipSettings(
+            local_address="127.0.0.1",
+            port=0,
+            transports=["udp"],
+            max_calls=calls + 50,
+            max_transactions=50000,
+        ),
+        media=MediaSettings(address="127.0.0.1", port=GATEWAY_MEDIA_PORT, port_count=2 * calls + 128),
+        voicelive=VoiceLiveSettings(
+            endpoint=f"http://127.0.0.1:{fake_port}",
+            api_key=SecretStr("load-test"),
+            proactive_greeting_enabled=False,
+        ),
+        gateway=GatewaySettings(),
+        metrics=MetricsSettings(enabled=False),
+    )
+
+    async def main() -> None:
+        gateway = Gateway(settings)
+        await gateway.start()
+        running = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def dump(name: str) -> None:
+            body, _ = gateway.metrics.render()
+            (workdir / f"metrics_{name}.txt").write_bytes(body)
+            stats = gateway.clock.stats
+            clock = {
+                "slots": stats.slots,
+                "late_slots": stats.late_slots,
+                "skipped_slots": stats.skipped_slots,
+                "max_lateness_ms": stats.max_lateness * 1000,
+                "source_errors": stats.source_errors,
+                "sessions": len(gateway.sessions),
+            }
+            (workdir / f"clock_{name}.json").write_text(json.dumps(clock))
+
+        def terminate() -> None:
+            dump("end")
+            stop.set()
+
+        running.add_signal_handler(signal.SIGUSR1, dump, "start")
+        running.add_signal_handler(signal.SIGTERM, terminate)
+        (workdir / "gateway_port").write_text(str(gateway.ua.address[1]))
+        await stop.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(gateway.stop(), 10)
+
+    run_loop(main, loop)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# process 2: the fake Voice Live
+
+
+def fake_process(workdir: Path, pace: float, core: int) -> None:
+    pin(core)
+    quiet_logs()
+    from voicelive_sip.testing.fake_voicelive import FakeVoiceLive
+
+    async def main() -> None:
+        fake = FakeVoiceLive(
+            api_key=None,
+            bearer_token=None,
+            voice="tone",
+            pace=pace,
+            max_recorded_events=0,
+            max_recorded_audio_bytes=0,
+        )
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with fake:
+            (workdir / "fake_port").write_text(str(fake.port))
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# process 3: the caller
+
+
+class Arrivals:
+    """Every RTP packet received during the window: SSRC, sequence, RTP timestamp, kernel and user ns."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.ssrc = array.array("Q")
+        self.sequence = array.array("l")
+        self.timestamp = array.array("q")
+        self.kernel_ns = array.array("q")
+        self.user_ns = array.array("q")
+        self.audio = array.array("b")  # 1: agent audio, 0: the gateway's silence fill
+        self.no_kernel_stamp = 0
+
+
+def probe_session_class(arrivals: Arrivals) -> type[Any]:
+    """An RtpSession whose receive path only timestamps packets (the caller plays nothing)."""
+    from voicelive_sip.rtp.session import RtpSession
+
+    clock_ns = time.monotonic_ns
+    unpack = RTP_HEADER.unpack_from
+    stamp = TIMESPEC.unpack
+    ioctl = fcntl.ioctl
+    blank = bytes(TIMESPEC.size)
+    silence = bytes([0xFF]) * 160  # what the gateway sends (PCMU) when a call's outbound buffer is empty
+
+    class ProbeSession(RtpSession):
+        _fd = -1
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            self._fd = sock.fileno()
+            # The first SIOCGSTAMPNS switches receive timestamps on for the socket (ENOENT until a packet).
+            with contextlib.suppress(OSError):
+                ioctl(self._fd, SIOCGSTAMPNS, blank)
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            user = clock_ns()
+            if not arrivals.active or len(data) < 12:
+                return
+            try:
+                seconds, nanos = stamp(ioctl(self._fd, SIOCGSTAMPNS, blank))
+                kernel = seconds * 1_000_000_000 + nanos
+            except OSError:
+                kernel = 0
+                arrivals.no_kernel_stamp += 1
+            _, _, sequence, timestamp, ssrc = unpack(data)
+            arrivals.ssrc.append(ssrc)
+            arrivals.sequence.append(sequence)
+            arrivals.timestamp.append(timestamp)
+            arrivals.kernel_ns.append(kernel)
+            arrivals.user_ns.append(user)
+            arrivals.audio.append(data[12:] != silence)
+
+    return ProbeSession
+
+
+def send_errors(ssrc: np.ndarray, timestamp: np.ndarray, arrived_ns: np.ndarray) -> np.ndarray:
+    """|arrival - fitted ideal| in ms for every packet, each stream fitted to its own 8 kHz timestamps."""
+    errors = []
+    order = np.lexsort((arrived_ns, ssrc))
+    ssrc, timestamp, arrived_ns = ssrc[order], timestamp[order], arrived_ns[order]
+    bounds = np.flatnonzero(np.diff(ssrc)) + 1
+    for ts, arrived in zip(np.split(timestamp, bounds), np.split(arrived_ns, bounds), strict=True):
+        if len(ts) < 10 or not arrived.all():
+            continue
+        media = np.unwrap(ts.astype(np.float64), period=2**32) / 8000.0
+        seconds = (arrived - arrived[0]).astype(np.float64) / 1e9
+        residual = seconds - (media - media[0])
+        errors.append(np.abs(residual - np.median(residual)))
+    return np.concatenate(errors) * 1000 if errors else np.zeros(0)
+
+
+def audible_gaps(ssrc: np.ndarray, timestamp: np.ndarray, audio: np.ndarray) -> dict[str, int]:
+    """Silence the caller heard inside an agent reply: audio, up to GAP_MAX_FRAMES of fill, audio again."""
+    gaps = gap_frames = replies = 0
+    order = np.lexsort((timestamp, ssrc))
+    ssrc, timestamp, audio = ssrc[order], timestamp[order], audio[order]
+    bounds = np.flatnonzero(np.diff(ssrc)) + 1
+    for ts, flags in zip(np.split(timestamp, bounds), np.split(audio, bounds), strict=True):
+        frames = np.unwrap(ts.astype(np.float64), period=2**32) / 160
+        played = frames[flags.astype(bool)]
+        if not played.size:
+            continue
+        step = np.diff(played)
+        inside = (step > 1) & (step <= GAP_MAX_FRAMES)
+        gaps += int(inside.sum())
+        gap_frames += int((step[inside] - 1).sum())
+        replies += 1 + int((step > GAP_MAX_FRAMES).sum())
+    return {"gaps": gaps, "gap_frames": gap_frames, "replies": replies}
+
+
+def percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if not values.size:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 3),
+        "p99": round(float(np.percentile(values, 99)), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
+def caller_process(workdir: Path, target: str, calls: int, seconds: float, core: int) -> None:
+    pin(core)
+    quiet_logs()
+    from voicelive_sip.codecs import g711
+    from voicelive_sip.config import MediaSettings, SipSettings
+    from voicelive_sip.rtp.clock import MediaClock
+    from voicelive_sip.rtp.session import PortPool
+    from voicelive_sip.sip.call import CallFailed, OutgoingCall
+    from voicelive_sip.sip.ua import UserAgent
+
+    arrivals = Arrivals()
+    probe = probe_session_class(arrivals)
+    t = np.arange(int(8000 * TALK_SECONDS)) / 8000
+    tone = g711.ulaw_encode(np.round(0.25 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16))
+
+    async def main() -> None:
+        sip = SipSettings(local_address="127.0.0.1", port=0, transports=["udp"], max_calls=calls + 50)
+        media = MediaSettings(address="127.0.0.1", codecs=["PCMU"])
+        pool = PortPool("127.0.0.1", CALLER_MEDIA_PORT, 2 * calls + 128)
+        clock = MediaClock()
+        clock.start()
+        loop = asyncio.get_running_loop()
+        failures: list[str] = []
+        up: list[tuple[OutgoingCall, Any]] = []
+        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+        epoch = loop.time()
+
+        async def talk(session: Any, index: int) -> None:
+            # Absolute deadlines, staggered over the cycle so the utterances of N calls do not line up.
+            due = epoch + CYCLE_SECONDS * index / calls
+            while True:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                session.enqueue(tone)
+                due += CYCLE_SECONDS
+
+        async def place(ua: UserAgent, index: int) -> None:
+            async with gate:
+                session = await probe.open(pool, clock=clock, inactivity_timeout=None)
+                try:
+                    call = ua.dial(target, rtp_port=session.local_port, codecs=["PCMU"], timeout=20)
+                    answer = await call.answered()
+                except (CallFailed, OSError, TimeoutError) as error:
+                    session.close()
+                    failures.append(repr(error))
+                    return
+                if answer is None:
+                    session.close()
+                    failures.append("answered without SDP")
+                    return
+                session.set_remote(
+                    answer.remote_rtp, answer.remote_rtcp, answer.payload_type, answer.codec, None
+                )
+                up.append((call, session))
+                talkers.append(loop.create_task(talk(session, index)))
+
+        talkers: list[asyncio.Task[None]] = []
+        async with UserAgent(sip, media) as ua:
+            placing = []
+            for index in range(calls):
+                placing.append(loop.create_task(place(ua, index)))
+                await asyncio.sleep(1 / SETUP_RATE)
+            await asyncio.gather(*placing, return_exceptions=True)
+            setup_s = loop.time() - epoch
+            await asyncio.sleep(WARMUP_SECONDS)
+            ended_before = sum(1 for call, _ in up if call.ended)
+            arrivals.active = True
+            cpu, wall = time.process_time(), time.monotonic()
+            (workdir / "window_start").write_text(str(time.time()))
+            await asyncio.sleep(seconds)
+            arrivals.active = False
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            ended = sum(1 for call, _ in up if call.ended)
+            (workdir / "window_end").write_text(str(time.time()))
+            for task in talkers:
+                task.cancel()
+            await asyncio.gather(*(call.hangup() for call, _ in up if not call.ended), return_exceptions=True)
+            for _, session in up:
+                session.close()
+        await clock.stop()
+        ssrc = np.frombuffer(arrivals.ssrc, dtype=np.uint64)
+        timestamp = np.frombuffer(arrivals.timestamp, dtype=np.int64)
+        kernel = send_errors(ssrc, timestamp, np.frombuffer(arrivals.kernel_ns, dtype=np.int64))
+        user = send_errors(ssrc, timestamp, np.frombuffer(arrivals.user_ns, dtype=np.int64))
+        heard = audible_gaps(ssrc, timestamp, np.frombuffer(arrivals.audio, dtype=np.int8))
+        result = {
+            "calls_set_up": len(up),
+            "setup_failures": failures[:20],
+            "setup_seconds": round(setup_s, 2),
+            "ended_early": ended,
+            "ended_before_window": ended_before,
+            "streams_received": int(np.unique(ssrc).size),
+            "packets_received": int(ssrc.size),
+            "packets_expected": int(len(up) * seconds * 50),
+            "packets_without_kernel_timestamp": arrivals.no_kernel_stamp,
+            "send_error_ms": percentiles(kernel),
+            "send_error_userspace_ms": percentiles(user),
+            "audible_gaps": heard,
+            "caller_cpu_percent": round(100 * cpu / wall, 1),
+            "caller_clock_late_slots": clock.stats.late_slots,
+        }
+        (workdir / "caller.json").write_text(json.dumps(result))
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the orchestrator
+
+
+def prometheus(path: Path) -> dict[str, Any]:
+    """Underruns and the latency histogram (cumulative buckets per direction) from a text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    underruns = 0.0
+    buckets: dict[str, list[tuple[float, float]]] = {"uplink": [], "downlink": []}
+    if not path.exists():
+        return {"underruns": None, "buckets": buckets}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            if sample.name == "voicelive_sip_media_underruns_total":
+                underruns = sample.value
+            elif sample.name == "voicelive_sip_gateway_latency_seconds_bucket":
+                bound = float(sample.labels["le"])
+                buckets[sample.labels["direction"]].append((bound, sample.value))
+    return {"underruns": underruns, "buckets": {k: sorted(v) for k, v in buckets.items()}}
+
+
+def histogram_quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
+    """Prometheus' histogram_quantile: linear within the bucket holding the q-th observation (seconds)."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in cumulative:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            span = count - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / span if span else 1.0)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def latency(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """Per direction: observations and p50/p99 (ms) of the steady window (end minus start histogram)."""
+    out: dict[str, Any] = {}
+    for direction in ("uplink", "downlink"):
+        before = dict(start["buckets"][direction])
+        window = [(bound, count - before.get(bound, 0.0)) for bound, count in end["buckets"][direction]]
+        p50, p99 = histogram_quantile(0.5, window), histogram_quantile(0.99, window)
+        out[direction] = {
+            "observations": int(window[-1][1]) if window else 0,
+            "p50_ms": None if p50 is None else round(p50 * 1000, 3),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 3),
+            "buckets_ms": {
+                ("+Inf" if bound == float("inf") else f"{bound * 1000:g}"): int(count)
+                for bound, count in window
+            },
+        }
+    return out
+
+
+class Processes:
+    """Children of one step; every one is ended on exit, also on failure."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str, core: int | None = None) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("wb")
+        command = [sys.executable, "-m", "benchmarks.load", "--role", name, "--workdir", str(self.workdir)]
+        if core is not None:
+            command += ["--core", str(core)]
+        process = subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.children.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def close(self) -> None:
+        for process in reversed(self.children):
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_step(
+    calls: int,
+    seconds: float,
+    loop: str,
+    *,
+    pace: float = 0.9,
+    gateway_core: int = 0,
+    other_core: int = 1,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """One measurement: fresh fake, gateway and caller; returns the step's report."""
+    with tempfile.TemporaryDirectory(prefix="load") as tmp, Processes(Path(tmp)) as procs:
+        workdir = Path(tmp)
+        fake = procs.start("fake", "--pace", str(pace), core=other_core)
+        fake_port = wait_for_file(workdir / "fake_port", fake, 30, "the fake")
+        gateway = procs.start(
+            "gateway", "--fake-port", fake_port, "--calls", str(calls), "--loop", loop, core=gateway_core
+        )
+        sip_port = wait_for_file(workdir / "gateway_port", gateway, 30, "the gateway")
+        time.sleep(0.5)
+        idle_rss = rss_mib(gateway.pid)
+        caller = procs.start(
+            "caller",
+            *("--target", f"sip:load@127.0.0.1:{sip_port}", "--calls", str(calls)),
+            *("--seconds", str(seconds)),
+            core=other_core,
+        )
+        timeout = calls / SETUP_RATE + WARMUP_SECONDS + 60
+        wait_for_file(workdir / "window_start", caller, timeout, "the caller")
+        gateway.send_signal(signal.SIGUSR1)
+        ticks = {p.pid: cpu_ticks(p.pid) for p in (gateway, fake, caller)}
+        wall = time.monotonic()
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen(
+                [
+                    *("taskset", "-c", str(other_core), "py-spy", "record", "--pid", str(gateway.pid)),
+                    *("--duration", str(max(1, int(seconds) - 1)), "--rate", "200", "--nonblocking"),
+                    *("--format", "raw" if profile.suffix == ".txt" else "flamegraph"),
+                    *("--output", str(profile)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.children.append(spy)
+        peak_rss = idle_rss
+        while not (workdir / "window_end").exists():
+            if caller.poll() is not None:
+                break
+            peak_rss = max(peak_rss, rss_mib(gateway.pid))
+            time.sleep(0.25)
+        elapsed = time.monotonic() - wall
+        hz = os.sysconf("SC_CLK_TCK")
+        cpu = {pid: 100 * (cpu_ticks(pid) - before) / hz / elapsed for pid, before in ticks.items()}
+        steady_rss = rss_mib(gateway.pid)
+        peak_rss = max(peak_rss, steady_rss)
+        try:
+            caller.wait(calls / 20 + 60)
+        except subprocess.TimeoutExpired:
+            caller.kill()
+        if spy is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
+        procs.stop(gateway)
+        procs.stop(fake)
+        result_path = workdir / "caller.json"
+        if not result_path.exists():
+            raise RuntimeError(f"the caller wrote no result: {(workdir / 'caller.log').read_text()[-3000:]}")
+        result = json.loads(result_path.read_text())
+        start, end = prometheus(workdir / "metrics_start.txt"), prometheus(workdir / "metrics_end.txt")
+        clock_start = json.loads((workdir / "clock_start.json").read_text())
+        clock_end = json.loads((workdir / "clock_end.json").read_text())
+        gateway_log = (workdir / "gateway.log").read_text(errors="replace")
+    set_up = result["calls_set_up"]
+    underruns = None
+    if start["underruns"] is not None and end["underruns"] is not None:
+        underruns = int(end["underruns"] - start["underruns"])
+    core1 = cpu[fake.pid] + cpu[caller.pid]
+    failed = calls - set_up + result["ended_early"]
+    p99 = result["send_error_ms"]["p99"]
+    gaps = result["audible_gaps"]["gaps"]
+    # The fake streams ahead of real time, so a gap the caller hears is audio the gateway held and did not
+    # play in time, unless the other core was saturated and the fake itself fell behind.
+    gateway_gaps = gaps if core1 < 90 else None
+    held = failed == 0 and p99 is not None and p99 <= TARGET_P99_MS and gateway_gaps == 0
+    return {
+        "calls": calls,
+        "seconds": seconds,
+        "loop": loop,
+        "fake_pace": pace,
+        "calls_set_up": set_up,
+        "failed_calls": failed,
+        "gateway_cpu_percent": round(cpu[gateway.pid], 1),
+        "gateway_rss_idle_mib": round(idle_rss, 1),
+        "gateway_rss_mib": round(steady_rss, 1),
+        "gateway_rss_peak_mib": round(peak_rss, 1),
+        "rss_per_call_mib": round((steady_rss - idle_rss) / set_up, 3) if set_up else None,
+        "send_error_ms": result["send_error_ms"],
+        "send_error_userspace_ms": result["send_error_userspace_ms"],
+        "latency_ms": latency(start, end),
+        "underruns": underruns,
+        "audible_gaps": result["audible_gaps"],
+        "gateway_caused_gaps": gateway_gaps,
+        "gateway_clock": {
+            key: clock_end[key] - clock_start[key]
+            for key in ("slots", "late_slots", "skipped_slots", "source_errors")
+        }
+        | {"max_lateness_ms_whole_run": round(clock_end["max_lateness_ms"], 2)},
+        "fake_cpu_percent": round(cpu[fake.pid], 1),
+        "caller_cpu_percent": round(cpu[caller.pid], 1),
+        "core1_saturated": core1 >= 90,
+        "caller": result,
+        "gateway_warnings": gateway_log.count("warning") + gateway_log.count("error"),
+        "held": held,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the steady window")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="gateway loop")
+    parser.add_argument("--find-max", action="store_true", help="raise --steps until a step fails")
+    parser.add_argument("--steps", default=DEFAULT_STEPS, help="call counts for --find-max")
+    parser.add_argument(
+        "--pace", type=float, default=DEFAULT_PACE, help="fake reply pace (1.0 = real time, lower = faster)"
+    )
+    parser.add_argument("--gateway-core", type=int, default=0)
+    parser.add_argument("--other-core", type=int, default=1, help="core of the fake and the caller")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway during the window (.svg or .txt)")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    # Internal: the child processes.
+    parser.add_argument("--role", choices=["gateway", "fake", "caller"], help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--fake-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.role == "gateway":
+        gateway_process(args.workdir, args.fake_port, args.calls, args.loop, args.core)
+        return
+    if args.role == "fake":
+        fake_process(args.workdir, args.pace, args.core)
+        return
+    if args.role == "caller":
+        caller_process(args.workdir, args.target, args.calls, args.seconds, args.core)
+        return
+
+    if args.loop == "uvloop":
+        import uvloop  # noqa: F401  (fail here, not inside the gateway process)
+    other_core = args.other_core if (os.cpu_count() or 1) > 1 else args.gateway_core
+    counts = [int(n) for n in args.steps.split(",")] if args.find_max else [args.calls]
+    steps: list[dict[str, Any]] = []
+    for calls in counts:
+        step = run_step(
+            calls,
+            args.seconds,
+            args.loop,
+            pace=args.pace,
+            gateway_core=args.gateway_core,
+            other_core=other_core,
+            profile=args.profile if not args.find_max else None,
+        )
+        steps.append(step)
+        keys = ("calls", "failed_calls", "gateway_cpu_percent", "gateway_caused_gaps", "held")
+        summary = {k: step[k] for k in keys}
+        print(json.dumps(summary | {"send_error_ms": step["send_error_ms"]}), file=sys.stderr)
+        if args.find_max and not step["held"]:
+            break
+    held = [s["calls"] for s in steps if s["held"]]
+    report: dict[str, Any] = {
+        "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.load", *sys.argv[1:]]),
+        "loop": args.loop,
+        "gateway_core": args.gateway_core,
+        "other_core": other_core,
+        "machine": machine(),
+        "largest_calls_held": max(held) if held else 0,
+        "targets": {"send_error_p99_ms": TARGET_P99_MS},
+        "steps": steps,
+    }
+    if not args.find_max:
+        report.update(steps[0])
+    text = json.dumps(report, indent=2)
+    if args.json is not None:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
