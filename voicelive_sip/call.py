@@ -182,23 +182,11 @@ class CallSession:
             await call.reject(488)
             raise CallFailed(488, "no common codec")
         runner = _runner(tools, gateway)
-        voicelive = VoiceLiveSession(
-            voicelive_settings or settings.voicelive,
-            call_codec="pcma" if codec == "PCMA" else "pcmu",
-            tools=runner.definitions + builtin_tools(gateway),
-            credential=credential,
-            call_id=call.call_id,
-        )
+        voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, credential, call.call_id)
         connecting = asyncio.ensure_future(voicelive.connect())
         try:
             await call.ring()
-            rtp = await RtpSession.open(
-                pool,
-                clock=clock,
-                symmetric=settings.media.symmetric_rtp,
-                inactivity_timeout=settings.media.inactivity_timeout,
-                outbound_seconds=settings.media.outbound_buffer_seconds,
-            )
+            rtp = await _open_rtp(pool, clock, settings.media)
         except BaseException as error:
             connecting.cancel()
             await _quietly(voicelive.close())
@@ -257,19 +245,8 @@ class CallSession:
         gateway = settings.gateway
         codec = settings.media.codecs[0]
         runner = _runner(tools, gateway)
-        voicelive = VoiceLiveSession(
-            voicelive_settings or settings.voicelive,
-            call_codec="pcma" if codec == "PCMA" else "pcmu",
-            tools=runner.definitions + builtin_tools(gateway),
-            credential=credential,
-        )
-        rtp = await RtpSession.open(
-            pool,
-            clock=clock,
-            symmetric=settings.media.symmetric_rtp,
-            inactivity_timeout=settings.media.inactivity_timeout,
-            outbound_seconds=settings.media.outbound_buffer_seconds,
-        )
+        voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, credential, None)
+        rtp = await _open_rtp(pool, clock, settings.media)
         connecting = asyncio.ensure_future(voicelive.connect())
         try:
             # One codec in the offer: the Voice Live session was opened for exactly that law (pass-through).
@@ -672,6 +649,34 @@ def _expected_codec(call: IncomingCall, media: MediaSettings) -> str | None:
 
 def _runner(tools: Sequence[Tool[Any, Any]], gateway: GatewaySettings) -> ToolRunner:
     return ToolRunner(tools, timeout=gateway.tool_timeout)
+
+
+def _new_voicelive(
+    settings: Settings,
+    voicelive_settings: VoiceLiveSettings | None,
+    codec: str,
+    runner: ToolRunner,
+    credential: Any,
+    call_id: str | None,
+) -> VoiceLiveSession:
+    """The call's Voice Live session, in the call's G.711 law, with the application's and built-in tools."""
+    return VoiceLiveSession(
+        voicelive_settings or settings.voicelive,
+        call_codec="pcma" if codec == "PCMA" else "pcmu",
+        tools=runner.definitions + builtin_tools(settings.gateway),
+        credential=credential,
+        call_id=call_id,
+    )
+
+
+async def _open_rtp(pool: PortPool, clock: MediaClock, media: MediaSettings) -> RtpSession:
+    return await RtpSession.open(
+        pool,
+        clock=clock,
+        symmetric=media.symmetric_rtp,
+        inactivity_timeout=media.inactivity_timeout,
+        outbound_seconds=media.outbound_buffer_seconds,
+    )
 
 
 async def _quietly(job: Awaitable[Any]) -> None:

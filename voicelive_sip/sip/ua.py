@@ -812,15 +812,7 @@ class UserAgent:
             raise CallFailed(ended.status_code or 487, ended.reason)
         if call.state is not CallState.OFFERED:
             raise LocalProtocolError("call already answered")
-        media = self.media_settings
-        local = LocalMedia(
-            address=rtp_address or media.public_address or media.address,
-            port=rtp_port,
-            codecs=list(codecs or media.codecs),
-            ptime=media.ptime,
-            session=LocalSdpSession(),
-            direction=direction,
-        )
+        local = self._local_media(rtp_port, rtp_address, codecs, direction)
         call.local_media = local
         if call.offer is not None:
             try:
@@ -1151,14 +1143,7 @@ class UserAgent:
     ) -> OutgoingCall:
         """Start an outgoing call and return it at once; `await call.answered()` waits for the answer."""
         uri = self._target_uri(target)
-        media = self.media_settings
-        local = LocalMedia(
-            address=rtp_address or media.public_address or media.address,
-            port=rtp_port,
-            codecs=list(codecs or media.codecs),
-            ptime=media.ptime,
-            session=LocalSdpSession(),
-        )
+        local = self._local_media(rtp_port, rtp_address, codecs)
         call = OutgoingCall(self, f"{secrets.token_hex(12)}@{self.via_host.strip('[]')}", str(uri), local)
         if credentials is None and self.settings.auth_password is not None:
             username = self.settings.auth_user or self.aor.user or ""
@@ -1182,6 +1167,20 @@ class UserAgent:
             await call.hangup()
             raise
         return call
+
+    def _local_media(
+        self, port: int, address: str | None, codecs: Sequence[str] | None, direction: str = "sendrecv"
+    ) -> LocalMedia:
+        """Our side of a call's SDP, kept (with its o= session) for the whole call."""
+        media = self.media_settings
+        return LocalMedia(
+            address=address or media.public_address or media.address,
+            port=port,
+            codecs=list(codecs or media.codecs),
+            ptime=media.ptime,
+            session=LocalSdpSession(),
+            direction=direction,
+        )
 
     def _target_uri(self, target: str) -> Uri:
         if ":" not in target.split("@")[0] and not target.startswith(("sip:", "sips:", "tel:")):
