@@ -55,3 +55,18 @@ def test_every_problem_is_listed_with_its_variable_and_no_secret(monkeypatch: py
         load_settings()
     names = [line.split(":")[0] for line in info.value.problems]
     assert names == ["SIP_PORT", "MEDIA_PORT", "VOICE_LIVE_VAD_THRESHOLD", "GATEWAY_UNAVAILABLE_STATUS"]
+
+
+def test_wildcard_binds_without_an_advertised_address_are_flagged() -> None:
+    from voicelive_sip.config import MediaSettings
+    from voicelive_sip.sip.ua import advertised_address_problems
+
+    assert advertised_address_problems(SipSettings(), MediaSettings()) == []
+    wildcard = SipSettings(local_address="0.0.0.0"), MediaSettings(address="0.0.0.0")
+    problems = advertised_address_problems(*wildcard)
+    assert [p.split()[0] for p in problems] == ["SIP_LOCAL_ADDRESS", "MEDIA_ADDRESS"]
+    fixed = advertised_address_problems(
+        SipSettings(local_address="0.0.0.0", via_address="192.0.2.10"),
+        MediaSettings(address="0.0.0.0", public_address="192.0.2.10"),
+    )
+    assert fixed == []

@@ -219,11 +219,13 @@ async def _call(settings: Settings, uri: str, fake: bool) -> int:
 
 async def _check(settings: Settings) -> int:
     from .sip.registration import RegistrationFailed
-    from .sip.ua import UserAgent
+    from .sip.ua import UserAgent, advertised_address_problems
     from .voicelive import VoiceLiveError, VoiceLiveSession
 
     ok = True
     _status("✓ configuration is valid")
+    for problem in advertised_address_problems(settings.sip, settings.media):
+        _status(f"⚠ {problem}")
     _status(f"… Voice Live handshake with {settings.voicelive.endpoint}")
     try:
         async with VoiceLiveSession(settings.voicelive):

@@ -98,6 +98,10 @@ class MediaClock:
     def __len__(self) -> int:
         return len(self._phase_of)
 
+    def __bool__(self) -> bool:
+        # A clock with no sessions is still a clock: `clock or MediaClock()` must not replace an idle one.
+        return True
+
     def add(self, source: ClockedSource) -> None:
         """Start pulling from `source` (in the least busy phase)."""
         if id(source) in self._phase_of:

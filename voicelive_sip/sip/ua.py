@@ -15,7 +15,7 @@ import random
 import secrets
 import socket
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -185,6 +185,8 @@ class UserAgent:
             self.settings.local_address, self.settings.port, self.settings.transports
         )
         log.info("sip.agent_started", address=self.address, transports=self._transports.transports)
+        for problem in advertised_address_problems(self.settings, self.media_settings):
+            log.warning("sip.address_warning", problem=problem)
         if self.settings.register_enabled:
             self.register()
 
@@ -249,7 +251,7 @@ class UserAgent:
     def _call_ended(self, call: Call) -> None:
         self._live.discard(call)
 
-    async def incoming_calls(self) -> AsyncIterator[IncomingCall]:
+    async def incoming_calls(self) -> AsyncGenerator[IncomingCall, None]:
         """Every new incoming call, in arrival order."""
         while True:
             call = await self._incoming.get()
@@ -1624,6 +1626,20 @@ class UserAgent:
         task: asyncio.Task[object] = self._loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def advertised_address_problems(sip: SipSettings, media: MediaSettings) -> list[str]:
+    """What peers would be told that cannot work: wildcard binds without an address to advertise."""
+    problems = []
+    if sip.local_address in ("0.0.0.0", "::") and not sip.via_address:
+        problems.append(
+            "SIP_LOCAL_ADDRESS is a wildcard and SIP_VIA_ADDR is not set: Via/Contact say 127.0.0.1"
+        )
+    if media.address in ("0.0.0.0", "::") and not media.public_address:
+        problems.append(
+            "MEDIA_ADDRESS is a wildcard and MEDIA_PUBLIC_ADDRESS is not set: SDP would say c=0.0.0.0"
+        )
+    return problems
 
 
 def _to_tag(request: Request) -> str | None:

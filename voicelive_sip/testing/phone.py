@@ -592,7 +592,7 @@ class SipPhone:
             async with asyncio.timeout(timeout):
                 incoming = await anext(incoming_calls)
         finally:
-            await incoming_calls.aclose()  # type: ignore[attr-defined]
+            await incoming_calls.aclose()
         rtp = await self._open_rtp()
         try:
             await incoming.ring()
