@@ -146,7 +146,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 _T = TypeVar("_T")
-_HEADER_LINE_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*(.*)", re.DOTALL)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SIP_VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.IGNORECASE)
 _REASON_PHRASES = {
@@ -656,17 +655,19 @@ def parse_message(
         is_request = lines[0][:4].upper() != "SIP/"
         keys: list[str] = []
         for line in lines[1:]:
-            m = _HEADER_LINE_RE.fullmatch(line)
-            if m is None:
-                raise SipParseError(f"bad header line {line[:80]!r}")
-            raw_name = m.group(1)
+            raw_name, colon, value = line.partition(":")
+            raw_name = raw_name.rstrip(" \t")
             lowered = raw_name.lower()
             known = _CANONICAL_KEYED.get(lowered)
+            # A known name is a token by construction; only other names need the grammar check.
+            if not colon or (known is None and TOKEN_RE.fullmatch(raw_name) is None):
+                raise SipParseError(f"bad header line {line[:80]!r}")
+            value = value.strip(" \t")
             if known is None:
-                fields.append((raw_name, m.group(2).rstrip(" \t")))
+                fields.append((raw_name, value))
                 keys.append(lowered)
             else:
-                fields.append((known[0], m.group(2).rstrip(" \t")))
+                fields.append((known[0], value))
                 keys.append(known[1])
         message = _parse_start_line(lines[0])
         message.headers = _build_headers(fields, keys, message)
