@@ -9,8 +9,9 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, VoiceLiveSettings, load_settings
@@ -85,10 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.logging.level = args.log_level
         _configure_logging(settings)
         if args.command == "serve":
-            return asyncio.run(_serve(settings, fake))
+            return _run(_serve(settings, fake))
         if args.command == "call":
-            return asyncio.run(_call(settings, args.uri, fake))
-        return asyncio.run(_check(settings))
+            return _run(_call(settings, args.uri, fake))
+        return _run(_check(settings))
     except ConfigError as error:
         print("voicelive-sip: invalid configuration", file=sys.stderr)
         for problem in error.problems:
@@ -96,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed (`pip install voicelive-sip[fast]`): less CPU and steadier media timing."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _require_voicelive_credentials(settings: VoiceLiveSettings) -> None:

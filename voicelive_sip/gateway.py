@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -84,6 +85,9 @@ class Gateway:
         self.clock.start()
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
         self.started = True
+        # Everything built so far lives as long as the gateway: keep it out of the collector's full passes,
+        # which otherwise walk it all and stall the media clock (a 76 ms pause was measured at 100 calls).
+        gc.freeze()
         log.info("sip.agent_started", address=self.ua.address, max_calls=self.settings.sip.max_calls)
 
     async def serve(self) -> None:
@@ -136,6 +140,7 @@ class Gateway:
             task.cancel()
         await self.ua.close()
         await self.clock.stop()
+        gc.unfreeze()
         self._stopped.set()
         log.info("gateway.stopped")
 

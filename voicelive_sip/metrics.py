@@ -120,8 +120,8 @@ class GatewayMetrics:
             self.calls.labels(direction=self._directions(direction))
         for kind in ("input", "output"):
             self.tokens.labels(type=kind)
-        for direction in sorted(LATENCY_DIRECTIONS):
-            self.gateway_latency.labels(direction=direction)
+        # Observed for every frame: look the labelled children up once, not per observation.
+        self._latency = {d: self.gateway_latency.labels(direction=d) for d in sorted(LATENCY_DIRECTIONS)}
 
     def call_started(self, direction: str) -> None:
         """A call began (inbound or outbound)."""
@@ -171,9 +171,10 @@ class GatewayMetrics:
 
     def latency(self, direction: str, seconds: float) -> None:
         """Time a frame spent inside the gateway, `uplink` or `downlink`."""
-        if direction not in LATENCY_DIRECTIONS:
+        histogram = self._latency.get(direction)
+        if histogram is None:
             raise ValueError(f"latency direction must be uplink or downlink, not {direction!r}")
-        self.gateway_latency.labels(direction=direction).observe(max(0.0, seconds))
+        histogram.observe(max(0.0, seconds))
 
     def registration_state(self, aor: str, registered: bool) -> None:
         """Whether the registration of `aor` is current."""

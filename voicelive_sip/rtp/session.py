@@ -415,6 +415,20 @@ class RtpSession(asyncio.DatagramProtocol):
         self._last_rx = self._loop.time()
         self._timed_out = False
 
+    def take_frames(self) -> list[Frame]:
+        """The frames queued for `frames()` so far, removed: for a consumer switching to `on_frame`."""
+        taken: list[Frame] = []
+        while not self._frames.empty():
+            frame = self._frames.get_nowait()
+            if frame is not None:
+                taken.append(frame)
+        return taken
+
+    @property
+    def silence_frames_sent(self) -> int:
+        """Ticks that found no queued audio and sent silence (a running count)."""
+        return self._silence_sent
+
     @property
     def sending(self) -> bool:
         """True if our direction lets us send media."""
