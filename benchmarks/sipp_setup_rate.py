@@ -33,7 +33,7 @@ from typing import Any
 TARGET = 300  # calls per second
 
 
-def serve(port_file: Path, core: int, max_transactions: int | None) -> None:
+def serve(port_file: Path, core: int, max_transactions: int | None, loop: str = "asyncio") -> None:
     """Child process: a UserAgent on one core answering every call immediately."""
     import structlog
 
@@ -73,7 +73,12 @@ def serve(port_file: Path, core: int, max_transactions: int | None) -> None:
             await stop.wait()
             acceptor.cancel()
 
-    asyncio.run(main())
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def free_port() -> int:
@@ -128,14 +133,16 @@ def run_step(sipp: str, target: str, rate: int, seconds: float, core: int, workd
 class UserAgentProcess:
     """The answering user agent in its own process (fresh for every step), stderr kept in a file."""
 
-    def __init__(self, workdir: Path, rate: int, core: int, max_transactions: int | None) -> None:
+    def __init__(
+        self, workdir: Path, rate: int, core: int, max_transactions: int | None, loop: str = "asyncio"
+    ) -> None:
         self.port_file = workdir / f"port_{rate}"
         self.log = workdir / f"ua_{rate}.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "benchmarks.sipp_setup_rate"),
-                    *("--serve", str(self.port_file), "--ua-core", str(core)),
+                    *("--serve", str(self.port_file), "--ua-core", str(core), "--loop", loop),
                     *(("--max-transactions", str(max_transactions)) if max_transactions else ()),
                 ],
                 stdout=log,
@@ -180,10 +187,13 @@ def main() -> None:
         type=int,
         help="experiment: override SIP_MAX_TRANSACTIONS (default 50000)",
     )
+    parser.add_argument(
+        "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the UA's event loop"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.ua_core, args.max_transactions)
+        serve(args.serve, args.ua_core, args.max_transactions, args.loop)
         return
 
     sipp = shutil.which("sipp")
@@ -193,7 +203,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="setup_rate") as tmp:
         workdir = Path(tmp)
         for rate in (int(r) for r in args.rates.split(",")):
-            ua = UserAgentProcess(workdir, rate, args.ua_core, args.max_transactions)
+            ua = UserAgentProcess(workdir, rate, args.ua_core, args.max_transactions, args.loop)
             try:
                 step = run_step(sipp, ua.target(), rate, args.seconds, args.sipp_core, workdir)
             finally:
