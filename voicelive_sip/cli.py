@@ -105,7 +105,8 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
         import uvloop
     except ImportError:
         return asyncio.run(main)
-    return uvloop.run(main)
+    result: int = uvloop.run(main)
+    return result
 
 
 def _require_voicelive_credentials(settings: VoiceLiveSettings) -> None:
