@@ -157,6 +157,7 @@ class CallSession:
         self._done = asyncio.Event()
         self._first_played: float | None = None
         self._downlink_since: float | None = None  # arrival of agent audio that found nothing queued ahead
+        self._downlink_processing = 0.0
         self.rtp.on_played = self._played
         self._uplink_buffer = bytearray()
         self._uplink_ready = asyncio.Event()
@@ -440,7 +441,10 @@ class CallSession:
             if self.metrics is not None:
                 self.metrics.underrun()
         if not len(self.rtp.outbound) and self._downlink_since is None:
-            self._downlink_since = self._loop.time()  # nothing queued ahead: any wait is the gateway's own
+            # Nothing queued ahead: the gateway's own delay is reading it to here, then the clock's lateness.
+            now = self._loop.time()
+            self._downlink_since = now
+            self._downlink_processing = now - event.received_at if event.received_at else 0.0
         self._item_bytes += len(event.audio)
         self._log.debug("voicelive.audio_delta", item_id=event.item_id, bytes=len(event.audio))
         self.rtp.enqueue(event.audio)
@@ -450,7 +454,11 @@ class CallSession:
         now = self._loop.time()
         if self._downlink_since is not None:
             if self.metrics is not None:
-                self.metrics.latency("downlink", now - self._downlink_since)
+                # Waiting for the call's next 20 ms slot is pacing, not the gateway's doing: count only how
+                # late the clock sent it after it could have (the slot's deadline, or the enqueue if later).
+                clock = self.rtp.clock
+                could_send = max(self._downlink_since, clock.slot_deadline if clock is not None else 0.0)
+                self.metrics.latency("downlink", self._downlink_processing + max(0.0, now - could_send))
             self._downlink_since = None
         if self._first_played is None and self._answered_at is not None:
             self._first_played = now

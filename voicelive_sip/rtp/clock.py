@@ -82,6 +82,7 @@ class MediaClock:
         self._phase_sources: list[list[ClockedSource]] = [[] for _ in range(phases)]
         self._phase_of: dict[int, int] = {}
         self._schedule: TickSchedule | None = None
+        self.slot_deadline = 0.0
         self._task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger()
 
@@ -140,6 +141,9 @@ class MediaClock:
     def run_slot(self, slot: int) -> None:
         """Run one phase slot: every source of phase `slot % phases` gets tick `slot // phases`."""
         tick, phase = divmod(slot, self.phases)
+        if self._schedule is not None:
+            # When this slot should have run: audio queued earlier goes out then, unless the clock is late.
+            self.slot_deadline = self._schedule.start + slot * self._schedule.slot_duration
         for source in self._phase_sources[phase]:
             try:
                 source.on_tick(tick)

@@ -64,6 +64,7 @@ class AudioDelta:
     response_id: str
     item_id: str
     audio: bytes
+    received_at: float = 0.0  # loop time the WebSocket message was read: where gateway latency starts
 
 
 @dataclass(frozen=True, slots=True)

@@ -455,11 +455,13 @@ class VoiceLiveSession:
 
     async def _receive(self, conn: VoiceLiveConnection) -> str:
         """Dispatch events until the connection ends; returns why it ended."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 raw = await conn.recv_bytes()
             except _SEND_ERRORS as exc:
                 return str(exc) or type(exc).__name__
+            arrived = loop.time()
             if not raw:
                 continue
             try:
@@ -468,18 +470,18 @@ class VoiceLiveSession:
                 self._log.warning("voicelive.bad_json", size=len(raw))
                 continue
             if isinstance(event, dict):
-                await self._dispatch(event)
+                await self._dispatch(event, arrived)
 
     # -- server events --------------------------------------------------------------------------------
 
-    async def _dispatch(self, ev: dict[str, Any]) -> None:
+    async def _dispatch(self, ev: dict[str, Any], arrived: float = 0.0) -> None:
         kind = ev.get("type")
         if kind == "response.audio.delta":  # the hot path: one per audio chunk
             item_id = ev.get("item_id") or ""
             audio = self._down.convert(binascii.a2b_base64(ev.get("delta") or ""))
             if audio:
                 self._count_item_audio(item_id, len(audio))
-                await self._emit(AudioDelta(ev.get("response_id") or "", item_id, audio))
+                await self._emit(AudioDelta(ev.get("response_id") or "", item_id, audio, arrived))
             return
         handler = _HANDLERS.get(kind or "")
         if handler is not None:
