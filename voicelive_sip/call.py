@@ -408,11 +408,8 @@ class CallSession:
             elif isinstance(event, OutputTranscript):
                 self._transcript("agent", event.transcript)
             elif isinstance(event, ServiceError):
-                # Our cancel racing the service's own (interrupt_response) is expected after a barge-in.
-                benign = event.code == "response_cancel_not_active"
-                report = self._log.debug if benign else self._log.warning
-                report("voicelive.event_error", type=event.type, code=event.code, message=event.message)
-                if self.metrics is not None and not benign:
+                # The session has logged it; a cancel racing the service's own interrupt is not an error.
+                if self.metrics is not None and event.code != "response_cancel_not_active":
                     self.metrics.voicelive_error(event.code or event.type)
             elif isinstance(event, Closed):
                 if event.error is not None:

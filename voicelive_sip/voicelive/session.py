@@ -577,7 +577,9 @@ class VoiceLiveSession:
             param=err.get("param"),
             event_id=err.get("event_id"),
         )
-        self._log.warning("voicelive.event_error", type=error.type, code=error.code, message=error.message)
+        # A cancel racing the service's own interrupt_response is expected after a barge-in, not a problem.
+        report = self._log.debug if error.code == "response_cancel_not_active" else self._log.warning
+        report("voicelive.event_error", type=error.type, code=error.code, message=error.message)
         await self._emit(error)
 
     # -- plumbing -------------------------------------------------------------------------------------
