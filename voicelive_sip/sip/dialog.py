@@ -285,9 +285,6 @@ class DialogTable:
     def __len__(self) -> int:
         return len(self._dialogs)
 
-    def dialogs(self) -> list[Dialog]:
-        return list(self._dialogs.values())
-
     def for_request(self, request: Request) -> Dialog | None:
         """The dialog an incoming request belongs to: our tag is in To, theirs in From."""
         local = request.to.tag

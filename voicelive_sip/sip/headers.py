@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, replace
 
 from .errors import SipParseError
-from .uri import Params, SipUri, Uri, is_valid_host, parse_uri
+from .uri import Params, Uri, is_valid_host, parse_uri
 
 TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
 TOKEN_RE = re.compile(rf"[{TOKEN_CHARS}]+")
@@ -408,8 +408,3 @@ def parse_date(value: str) -> str:
     if not _DATE_RE.fullmatch(value):
         raise SipParseError(f"bad Date {value!r}")
     return value
-
-
-def sip_uri_of(address: NameAddress) -> SipUri | None:
-    """The SIP URI of an address, or None when it is a tel:/other URI."""
-    return address.uri if isinstance(address.uri, SipUri) else None

@@ -547,18 +547,15 @@ class UserAgent:
         client: DigestClient | None,
         on_response: Callable[[Response], None] | None = None,
     ) -> Response:
-        """Send a request, answering 401/407 with credentials once per challenge (RFC 3261 §22)."""
-        extra: list[tuple[str, str]] = []
-        if client is not None:
-            request = build()
-            extra = [
-                (a.header_name, a.header_value)
-                for a in client.authorize(request.method, str(request.uri), request.body)
-            ]
+        """Send a request, answering 401/407 with credentials once per challenge (RFC 3261 §22).
+
+        `build()` makes a fresh request (new CSeq); it is called again only after a challenge.
+        """
+        request = build()
+        if client is not None:  # realms already known are answered up front, without waiting for a challenge
+            for answer in client.authorize(request.method, str(request.uri), request.body):
+                request.headers.add(answer.header_name, answer.header_value)
         for _ in range(4):
-            request = build()
-            for name, value in extra:
-                request.headers.add(name, value)
             response = await self._request(request, destination, transport, on_response)
             if response.status_code not in (401, 407) or client is None:
                 return response
@@ -578,7 +575,8 @@ class UserAgent:
                     "sip.auth_failed", method=request.method, status=response.status_code, reason=str(error)
                 )
                 return response
-            extra = [(answer.header_name, answer.header_value)]
+            request = build()
+            request.headers.add(answer.header_name, answer.header_value)
         return response
 
     # -- incoming requests -----------------------------------------------------------------------------
@@ -843,10 +841,7 @@ class UserAgent:
         headers.append(("Content-Type", "application/sdp"))
         self._respond_call(call, 200, headers=headers, body=call.local_sdp.serialize())
         call.state = CallState.EARLY
-        try:
-            ack = await asyncio.shield(call._ack)
-        except CallFailed:
-            raise
+        ack = await asyncio.shield(call._ack)
         if call.offer is None and ack.method == "ACK" and ack.body:
             try:
                 call.remote_sdp = SessionDescription.parse(ack.body)
@@ -1422,23 +1417,19 @@ class UserAgent:
         if dialog is None:
             raise CallFailed(481, "no dialog")
         destination, transport = await self._dialog_destination(call, dialog)
-        request = dialog.create_request(method, headers=headers, body=body, content_type=content_type)
-        if method in ("INVITE", "UPDATE", "REFER", "NOTIFY"):
-            request.headers.set("Contact", self.contact(transport))
         state = self._outgoing.get(call.call_id)
-        auth = state.auth if state is not None else None
-        first = True
+        sent: list[Request] = []
 
         def build() -> Request:
-            nonlocal first, request
-            if not first:
-                request = dialog.create_request(method, headers=headers, body=body, content_type=content_type)
-            first = False
+            request = dialog.create_request(method, headers=headers, body=body, content_type=content_type)
+            if method in ("INVITE", "UPDATE", "REFER", "NOTIFY"):
+                request.headers.set("Contact", self.contact(transport))
+            sent.append(request)
             return request
 
-        response = await self._authenticated(build, destination, transport, auth)
-        dialog.receive_response(request, response)
-        return response, request
+        response = await self._authenticated(build, destination, transport, state.auth if state else None)
+        dialog.receive_response(sent[-1], response)
+        return response, sent[-1]
 
     async def _dialog_destination(self, call: Call, dialog: Dialog) -> tuple[Address, str]:
         if isinstance(call, IncomingCall) and call.transport != "UDP" and not dialog.route_set:
