@@ -31,14 +31,16 @@ import argparse
 import array
 import asyncio
 import contextlib
-import fcntl
 import gc
+import importlib.util
 import json
 import logging
 import os
 import platform
+import random
 import shlex
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -66,7 +68,14 @@ SETUP_RATE = 100.0  # calls per second the caller places (the UA admits 500 new 
 SETUP_CONCURRENCY = 50
 GATEWAY_MEDIA_PORT = 20000
 CALLER_MEDIA_PORT = 34000
-SIOCGSTAMPNS = 0x8907  # linux/sockios.h: receive timestamp (timespec) of the last datagram read
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic/socket.h; also the cmsg type
+CMSG_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
+SEND_PHASES = 4
+RECEIVE_BATCH = 64
+HEARTBEAT_S = 0.005  # the fake's loop-lag probe
+STALL_MS = 20.0  # a fake loop stall this long can starve a reply in flight
+FAKE_STALL_REACH_S = 0.3  # a gap up to this long after a fake stall began is the fake's doing
+SILENCE_PCMU = bytes([0xFF]) * 160  # what the gateway sends (PCMU) when a call's outbound buffer is empty
 RTP_HEADER = struct.Struct("!BBHII")
 TIMESPEC = struct.Struct("@qq")
 
@@ -275,7 +284,7 @@ def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: 
 # process 2: the fake Voice Live
 
 
-def fake_process(workdir: Path, pace: float, core: int) -> None:
+def fake_process(workdir: Path, pace: float, core: int, loop: str) -> None:
     pin(core)
     quiet_logs()
     from voicelive_sip.testing.fake_voicelive import FakeVoiceLive
@@ -290,12 +299,36 @@ def fake_process(workdir: Path, pace: float, core: int) -> None:
             max_recorded_audio_bytes=0,
         )
         stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        running = asyncio.get_running_loop()
+        running.add_signal_handler(signal.SIGTERM, stop.set)
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
+        stalls = array.array("d")  # (monotonic end, milliseconds) of every loop stall over STALL_MS
+
+        async def watch() -> None:
+            frozen = time.monotonic()
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(HEARTBEAT_S)
+                now = time.monotonic()
+                late = (now - before - HEARTBEAT_S) * 1000
+                if late > STALL_MS:
+                    stalls.extend((now, late))
+                if now - frozen >= 1.0:
+                    # A load generator, not a product: what survived a second is left out of the collector's
+                    # full passes, which walked every connection's state and stalled replies for 50 ms.
+                    gc.freeze()
+                    frozen = now
+
         async with fake:
+            watcher = running.create_task(watch())
             (workdir / "fake_port").write_text(str(fake.port))
             await stop.wait()
+            watcher.cancel()
+        report = {"gc": pauses.report(), "stalls": stalls.tolist()}
+        (workdir / "fake.json").write_text(json.dumps(report))
 
-    asyncio.run(main())
+    run_loop(main, loop)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -316,36 +349,93 @@ class Arrivals:
         self.no_kernel_stamp = 0
 
 
-def probe_session_class(arrivals: Arrivals) -> type[Any]:
-    """An RtpSession whose receive path only timestamps packets (the caller plays nothing)."""
-    from voicelive_sip.rtp.session import RtpSession
+class CallerMedia:
+    """The RTP of every call the caller places, on one UDP socket (and an RTCP sink beside it).
 
-    clock_ns = time.monotonic_ns
-    unpack = RTP_HEADER.unpack_from
-    stamp = TIMESPEC.unpack
-    ioctl = fcntl.ioctl
-    blank = bytes(TIMESPEC.size)
-    silence = bytes([0xFF]) * 160  # what the gateway sends (PCMU) when a call's outbound buffer is empty
+    The gateway cannot tell: each call still has its own gateway port, SSRC and sequence. One socket lets one
+    wake-up drain many datagrams, each read with `recvmsg` carrying its kernel receive timestamp
+    (SO_TIMESTAMPNS), and one task sends every call's frame with `socket.sendto`, a quarter of the calls every
+    5 ms as the gateway's clock does. This keeps the load generator light enough to share core 1 with the
+    fake at 300+ calls; its own send timing is not what is measured.
+    """
 
-    class ProbeSession(RtpSession):
-        _fd = -1
+    def __init__(self, port: int, arrivals: Arrivals, cycle: list[bytes]) -> None:
+        self.port = port
+        self.arrivals = arrivals
+        self.cycle = cycle  # one payload per 20 ms frame of the talk/silence cycle
+        self.phases: list[list[list[Any]]] = [[] for _ in range(SEND_PHASES)]
+        self.send_errors = 0
+        self.lateness_ms = array.array("d")  # how late each send slot started, during the window
+        self.sockets: list[socket.socket] = []
+        for offset in (0, 1):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 2**20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 2**20)
+            sock.bind(("127.0.0.1", port + offset))
+            sock.setblocking(False)
+            self.sockets.append(sock)
+        self.rtp, self.rtcp = self.sockets
+        self.rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.rtp.fileno(), self._receive)
+        loop.add_reader(self.rtcp.fileno(), self._drain_rtcp)
+        self.sender = loop.create_task(self._send())
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            sock = transport.get_extra_info("socket")
-            self._fd = sock.fileno()
-            # The first SIOCGSTAMPNS switches receive timestamps on for the socket (ENOENT until a packet).
-            with contextlib.suppress(OSError):
-                ioctl(self._fd, SIOCGSTAMPNS, blank)
+    def add(self, remote: tuple[str, int], payload_type: int, index: int, calls: int) -> None:
+        """Start sending to a call's gateway port; its talk spurts are staggered by `index` over the cycle."""
+        offset = len(self.cycle) * index // calls
+        # [address, payload type, ssrc, sequence, timestamp, frame]
+        self.phases[index % SEND_PHASES].append(
+            [remote, payload_type, random.getrandbits(32), random.getrandbits(16), 0, offset]
+        )
 
-        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
+        sendto, pack, cycle, period = self.rtp.sendto, RTP_HEADER.pack, self.cycle, len(self.cycle)
+        due, phase = loop.time(), 0
+        lateness = self.lateness_ms
+        while True:
+            if self.arrivals.active:
+                lateness.append((loop.time() - due) * 1000)
+            for stream in self.phases[phase]:
+                address, payload_type, ssrc, sequence, timestamp, frame = stream
+                try:
+                    sendto(
+                        pack(0x80, payload_type, sequence, timestamp, ssrc) + cycle[frame % period], address
+                    )
+                except OSError:  # a full buffer, or an ICMP error from a call that ended
+                    self.send_errors += 1
+                stream[3], stream[4], stream[5] = (
+                    (sequence + 1) & 0xFFFF,
+                    (timestamp + 160) & 0xFFFFFFFF,
+                    frame + 1,
+                )
+            phase = (phase + 1) % SEND_PHASES
+            due += 0.020 / SEND_PHASES
+            delay = due - loop.time()
+            if delay < -0.1:  # the core was taken away: skip ahead rather than burst
+                due, delay = loop.time(), 0.0
+            await asyncio.sleep(max(0.0, delay))
+
+    def _receive(self) -> None:
+        arrivals, recvmsg, clock_ns = self.arrivals, self.rtp.recvmsg, time.monotonic_ns
+        unpack, stamp, silence = RTP_HEADER.unpack_from, TIMESPEC.unpack_from, SILENCE_PCMU
+        for _ in range(RECEIVE_BATCH):  # bounded: the sender's next slot must not wait on a long backlog
+            try:
+                data, ancillary, _, _ = recvmsg(2048, CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
             user = clock_ns()
             if not arrivals.active or len(data) < 12:
-                return
-            try:
-                seconds, nanos = stamp(ioctl(self._fd, SIOCGSTAMPNS, blank))
-                kernel = seconds * 1_000_000_000 + nanos
-            except OSError:
-                kernel = 0
+                continue
+            kernel = 0
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanos = stamp(payload)
+                    kernel = seconds * 1_000_000_000 + nanos
+            if not kernel:
                 arrivals.no_kernel_stamp += 1
             _, _, sequence, timestamp, ssrc = unpack(data)
             arrivals.ssrc.append(ssrc)
@@ -355,7 +445,17 @@ def probe_session_class(arrivals: Arrivals) -> type[Any]:
             arrivals.user_ns.append(user)
             arrivals.audio.append(data[12:] != silence)
 
-    return ProbeSession
+    def _drain_rtcp(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.rtcp.recv(2048)
+
+    def close(self) -> None:
+        self.sender.cancel()
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            loop.remove_reader(sock.fileno())
+            sock.close()
 
 
 def send_errors(ssrc: np.ndarray, timestamp: np.ndarray, arrived_ns: np.ndarray) -> np.ndarray:
@@ -374,23 +474,39 @@ def send_errors(ssrc: np.ndarray, timestamp: np.ndarray, arrived_ns: np.ndarray)
     return np.concatenate(errors) * 1000 if errors else np.zeros(0)
 
 
-def audible_gaps(ssrc: np.ndarray, timestamp: np.ndarray, audio: np.ndarray) -> dict[str, int]:
-    """Silence the caller heard inside an agent reply: audio, up to GAP_MAX_FRAMES of fill, audio again."""
+def repeated_stamps(ssrc: np.ndarray, arrived_ns: np.ndarray) -> int:
+    """Packets of one stream whose kernel receive timestamp equals the previous packet's (a stale read)."""
+    order = np.argsort(ssrc, kind="stable")
+    same_stream = np.diff(ssrc[order]) == 0
+    return int((same_stream & (np.diff(arrived_ns[order]) == 0)).sum())
+
+
+def audible_gaps(
+    ssrc: np.ndarray, timestamp: np.ndarray, audio: np.ndarray, arrived_ns: np.ndarray
+) -> dict[str, Any]:
+    """Silence the caller heard inside an agent reply: audio, up to GAP_MAX_FRAMES of fill, audio again.
+
+    `at` lists when (monotonic seconds) the audio after each gap arrived, to compare with the fake's stalls.
+    """
     gaps = gap_frames = replies = 0
+    at: list[float] = []
     order = np.lexsort((timestamp, ssrc))
-    ssrc, timestamp, audio = ssrc[order], timestamp[order], audio[order]
+    ssrc, timestamp, audio, arrived_ns = ssrc[order], timestamp[order], audio[order], arrived_ns[order]
     bounds = np.flatnonzero(np.diff(ssrc)) + 1
-    for ts, flags in zip(np.split(timestamp, bounds), np.split(audio, bounds), strict=True):
+    for ts, flags, arrived in zip(
+        np.split(timestamp, bounds), np.split(audio, bounds), np.split(arrived_ns, bounds), strict=True
+    ):
         frames = np.unwrap(ts.astype(np.float64), period=2**32) / 160
-        played = frames[flags.astype(bool)]
-        if not played.size:
+        played = flags.astype(bool)
+        if not played.any():
             continue
-        step = np.diff(played)
-        inside = (step > 1) & (step <= GAP_MAX_FRAMES)
+        step = np.diff(frames[played])
+        inside = (step >= 2) & (step <= GAP_MAX_FRAMES)
         gaps += int(inside.sum())
         gap_frames += int((step[inside] - 1).sum())
         replies += 1 + int((step > GAP_MAX_FRAMES).sum())
-    return {"gaps": gaps, "gap_frames": gap_frames, "replies": replies}
+        at.extend((arrived[played][1:][inside] / 1e9).tolist())
+    return {"gaps": gaps, "gap_frames": gap_frames, "replies": replies, "at": sorted(at)}
 
 
 def percentiles(values: np.ndarray) -> dict[str, float | None]:
@@ -403,62 +519,44 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def caller_process(workdir: Path, target: str, calls: int, seconds: float, core: int) -> None:
+def caller_process(workdir: Path, target: str, calls: int, seconds: float, core: int, loop: str) -> None:
     pin(core)
     quiet_logs()
     from voicelive_sip.codecs import g711
     from voicelive_sip.config import MediaSettings, SipSettings
-    from voicelive_sip.rtp.clock import MediaClock
-    from voicelive_sip.rtp.session import PortPool
     from voicelive_sip.sip.call import CallFailed, OutgoingCall
     from voicelive_sip.sip.ua import UserAgent
 
     arrivals = Arrivals()
-    probe = probe_session_class(arrivals)
     t = np.arange(int(8000 * TALK_SECONDS)) / 8000
     tone = g711.ulaw_encode(np.round(0.25 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16))
+    talk = [tone[at : at + 160] for at in range(0, len(tone), 160)]
+    cycle = talk + [SILENCE_PCMU] * (int(CYCLE_SECONDS * 50) - len(talk))
 
     async def main() -> None:
         sip = SipSettings(local_address="127.0.0.1", port=0, transports=["udp"], max_calls=calls + 50)
         media = MediaSettings(address="127.0.0.1", codecs=["PCMU"])
-        pool = PortPool("127.0.0.1", CALLER_MEDIA_PORT, 2 * calls + 128)
-        clock = MediaClock()
-        clock.start()
+        rtp = CallerMedia(CALLER_MEDIA_PORT, arrivals, cycle)
         loop = asyncio.get_running_loop()
         failures: list[str] = []
-        up: list[tuple[OutgoingCall, Any]] = []
+        up: list[OutgoingCall] = []
         gate = asyncio.Semaphore(SETUP_CONCURRENCY)
         epoch = loop.time()
 
-        async def talk(session: Any, index: int) -> None:
-            # Absolute deadlines, staggered over the cycle so the utterances of N calls do not line up.
-            due = epoch + CYCLE_SECONDS * index / calls
-            while True:
-                await asyncio.sleep(max(0.0, due - loop.time()))
-                session.enqueue(tone)
-                due += CYCLE_SECONDS
-
         async def place(ua: UserAgent, index: int) -> None:
             async with gate:
-                session = await probe.open(pool, clock=clock, inactivity_timeout=None)
                 try:
-                    call = ua.dial(target, rtp_port=session.local_port, codecs=["PCMU"], timeout=20)
+                    call = ua.dial(target, rtp_port=rtp.port, codecs=["PCMU"], timeout=20)
                     answer = await call.answered()
                 except (CallFailed, OSError, TimeoutError) as error:
-                    session.close()
                     failures.append(repr(error))
                     return
                 if answer is None:
-                    session.close()
                     failures.append("answered without SDP")
                     return
-                session.set_remote(
-                    answer.remote_rtp, answer.remote_rtcp, answer.payload_type, answer.codec, None
-                )
-                up.append((call, session))
-                talkers.append(loop.create_task(talk(session, index)))
+                up.append(call)
+                rtp.add(answer.remote_rtp, answer.payload_type, index, calls)
 
-        talkers: list[asyncio.Task[None]] = []
         async with UserAgent(sip, media) as ua:
             placing = []
             for index in range(calls):
@@ -467,26 +565,26 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
             await asyncio.gather(*placing, return_exceptions=True)
             setup_s = loop.time() - epoch
             await asyncio.sleep(WARMUP_SECONDS)
-            ended_before = sum(1 for call, _ in up if call.ended)
+            ended_before = sum(1 for call in up if call.ended)
             arrivals.active = True
             cpu, wall = time.process_time(), time.monotonic()
+            window = [wall]
             (workdir / "window_start").write_text(str(time.time()))
             await asyncio.sleep(seconds)
             arrivals.active = False
+            window.append(time.monotonic())
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-            ended = sum(1 for call, _ in up if call.ended)
+            ended = sum(1 for call in up if call.ended)
             (workdir / "window_end").write_text(str(time.time()))
-            for task in talkers:
-                task.cancel()
-            await asyncio.gather(*(call.hangup() for call, _ in up if not call.ended), return_exceptions=True)
-            for _, session in up:
-                session.close()
-        await clock.stop()
+            await asyncio.gather(*(call.hangup() for call in up if not call.ended), return_exceptions=True)
+            rtp.close()
         ssrc = np.frombuffer(arrivals.ssrc, dtype=np.uint64)
         timestamp = np.frombuffer(arrivals.timestamp, dtype=np.int64)
-        kernel = send_errors(ssrc, timestamp, np.frombuffer(arrivals.kernel_ns, dtype=np.int64))
-        user = send_errors(ssrc, timestamp, np.frombuffer(arrivals.user_ns, dtype=np.int64))
-        heard = audible_gaps(ssrc, timestamp, np.frombuffer(arrivals.audio, dtype=np.int8))
+        kernel_ns = np.frombuffer(arrivals.kernel_ns, dtype=np.int64)
+        kernel = send_errors(ssrc, timestamp, kernel_ns)
+        user_ns = np.frombuffer(arrivals.user_ns, dtype=np.int64)
+        user = send_errors(ssrc, timestamp, user_ns)
+        heard = audible_gaps(ssrc, timestamp, np.frombuffer(arrivals.audio, dtype=np.int8), user_ns)
         result = {
             "calls_set_up": len(up),
             "setup_failures": failures[:20],
@@ -497,15 +595,19 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
             "packets_received": int(ssrc.size),
             "packets_expected": int(len(up) * seconds * 50),
             "packets_without_kernel_timestamp": arrivals.no_kernel_stamp,
+            # Two datagrams of one stream with the same kernel stamp would mean the stamps are not per packet.
+            "repeated_kernel_timestamps": repeated_stamps(ssrc, kernel_ns),
             "send_error_ms": percentiles(kernel),
             "send_error_userspace_ms": percentiles(user),
             "audible_gaps": heard,
             "caller_cpu_percent": round(100 * cpu / wall, 1),
-            "caller_clock_late_slots": clock.stats.late_slots,
+            "window_monotonic": window,
+            "caller_send_errors": rtp.send_errors,
+            "caller_send_lateness_ms": percentiles(np.frombuffer(rtp.lateness_ms, dtype=np.float64)),
         }
         (workdir / "caller.json").write_text(json.dumps(result))
 
-    asyncio.run(main())
+    run_loop(main, loop)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -613,11 +715,12 @@ def run_step(
     gateway_core: int = 0,
     other_core: int = 1,
     profile: Path | None = None,
+    generator_loop: str = "asyncio",
 ) -> dict[str, Any]:
     """One measurement: fresh fake, gateway and caller; returns the step's report."""
     with tempfile.TemporaryDirectory(prefix="load") as tmp, Processes(Path(tmp)) as procs:
         workdir = Path(tmp)
-        fake = procs.start("fake", "--pace", str(pace), core=other_core)
+        fake = procs.start("fake", "--pace", str(pace), "--loop", generator_loop, core=other_core)
         fake_port = wait_for_file(workdir / "fake_port", fake, 30, "the fake")
         gateway = procs.start(
             "gateway", "--fake-port", fake_port, "--calls", str(calls), "--loop", loop, core=gateway_core
@@ -628,7 +731,7 @@ def run_step(
         caller = procs.start(
             "caller",
             *("--target", f"sip:load@127.0.0.1:{sip_port}", "--calls", str(calls)),
-            *("--seconds", str(seconds)),
+            *("--seconds", str(seconds), "--loop", generator_loop),
             core=other_core,
         )
         timeout = calls / SETUP_RATE + WARMUP_SECONDS + 60
@@ -674,6 +777,7 @@ def run_step(
                 spy.wait(30)
         procs.stop(gateway)
         procs.stop(fake)
+        fake_report = json.loads((workdir / "fake.json").read_text())
         result_path = workdir / "caller.json"
         if not result_path.exists():
             raise RuntimeError(f"the caller wrote no result: {(workdir / 'caller.log').read_text()[-3000:]}")
@@ -683,22 +787,34 @@ def run_step(
         clock_end = json.loads((workdir / "clock_end.json").read_text())
         gateway_log = (workdir / "gateway.log").read_text(errors="replace")
     set_up = result["calls_set_up"]
+    begin, finish = result["window_monotonic"]
+    stalls = fake_report["stalls"]
+    fake_stalls = [
+        (end_s, ms) for end_s, ms in zip(stalls[::2], stalls[1::2], strict=True) if begin <= end_s <= finish
+    ]
     underruns = None
     if start["underruns"] is not None and end["underruns"] is not None:
         underruns = int(end["underruns"] - start["underruns"])
     core1 = cpu[fake.pid] + cpu[caller.pid]
     failed = calls - set_up + result["ended_early"]
     p99 = result["send_error_ms"]["p99"]
-    gaps = result["audible_gaps"]["gaps"]
     # The fake streams ahead of real time, so a gap the caller hears is audio the gateway held and did not
-    # play in time, unless the other core was saturated and the fake itself fell behind.
-    gateway_gaps = gaps if core1 < 90 else None
+    # play in time, unless the fake itself fell behind: its core was saturated, or its loop stalled (a full
+    # garbage collection) shortly before the gap, holding back the next chunk of a reply in flight.
+    gap_times = result["audible_gaps"]["at"]
+    after_fake_stall = sum(
+        1
+        for at in gap_times
+        if any(at - FAKE_STALL_REACH_S <= end - ms / 1000 <= at for end, ms in fake_stalls)
+    )
+    gateway_gaps = len(gap_times) - after_fake_stall if core1 < 90 else None
     held = failed == 0 and p99 is not None and p99 <= TARGET_P99_MS and gateway_gaps == 0
     return {
         "calls": calls,
         "seconds": seconds,
         "loop": loop,
         "fake_pace": pace,
+        "generator_loop": generator_loop,
         "calls_set_up": set_up,
         "failed_calls": failed,
         "gateway_cpu_percent": round(cpu[gateway.pid], 1),
@@ -711,6 +827,7 @@ def run_step(
         "latency_ms": latency(start, end),
         "underruns": underruns,
         "audible_gaps": result["audible_gaps"],
+        "gaps_after_fake_stall": after_fake_stall,
         "gateway_caused_gaps": gateway_gaps,
         "gateway_clock": {
             key: clock_end[key] - clock_start[key]
@@ -719,6 +836,8 @@ def run_step(
         | {"max_lateness_ms_whole_run": round(clock_end["max_lateness_ms"], 2)},
         "gateway_gc_pauses": clock_end.get("gc"),
         "fake_cpu_percent": round(cpu[fake.pid], 1),
+        "fake_gc_pauses": fake_report["gc"],
+        "fake_loop_stalls_ms": [round(ms, 1) for _, ms in fake_stalls],
         "caller_cpu_percent": round(cpu[caller.pid], 1),
         "core1_saturated": core1 >= 90,
         # Anything else that ran on the gateway's core during the window (the machine is shared).
@@ -743,6 +862,12 @@ def main() -> None:
     parser.add_argument(
         "--pace", type=float, default=DEFAULT_PACE, help="fake reply pace (1.0 = real time, lower = faster)"
     )
+    parser.add_argument(
+        "--generator-loop",
+        choices=["asyncio", "uvloop"],
+        default="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        help="loop of the fake and the caller (default: uvloop when installed, to leave the other core room)",
+    )
     parser.add_argument("--gateway-core", type=int, default=0)
     parser.add_argument("--other-core", type=int, default=1, help="core of the fake and the caller")
     parser.add_argument("--profile", type=Path, help="py-spy the gateway during the window (.svg or .txt)")
@@ -765,10 +890,10 @@ def main() -> None:
         gateway_process(args.workdir, args.fake_port, args.calls, args.loop, args.core)
         return
     if args.role == "fake":
-        fake_process(args.workdir, args.pace, args.core)
+        fake_process(args.workdir, args.pace, args.core, args.loop)
         return
     if args.role == "caller":
-        caller_process(args.workdir, args.target, args.calls, args.seconds, args.core)
+        caller_process(args.workdir, args.target, args.calls, args.seconds, args.core, args.loop)
         return
 
     if args.loop == "uvloop":
@@ -786,6 +911,7 @@ def main() -> None:
                 gateway_core=args.gateway_core,
                 other_core=other_core,
                 profile=args.profile if not args.find_max else None,
+                generator_loop=args.generator_loop,
             )
             step["attempt"] = attempt + 1
             steps.append(step)
@@ -802,6 +928,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.load", *sys.argv[1:]]),
         "loop": args.loop,
+        "generator_loop": args.generator_loop,
         "gateway_core": args.gateway_core,
         "other_core": other_core,
         "machine": machine(),

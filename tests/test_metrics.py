@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from voicelive_sip import __version__
-from voicelive_sip.metrics import MAX_LABEL_VALUES, GatewayMetrics
+from voicelive_sip.metrics import LATENCY_BUCKETS, MAX_LABEL_VALUES, FrameHistogram, GatewayMetrics
 
 
 def scrape(metrics: GatewayMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -137,7 +138,7 @@ def test_rejections_errors_underruns_latency_and_registration() -> None:
     assert s["voicelive_sip_registration_registered", (("aor", "sip:alice@pbx.example"),)] == 1
     assert s["voicelive_sip_registration_registered", (("aor", "sip:bob@pbx.example"),)] == 0
 
-    with pytest.raises(ValueError, match="uplink or downlink"):
+    with pytest.raises(ValueError, match="direction must be one of"):
         m.latency("sideways", 0.001)
 
 
@@ -166,3 +167,23 @@ def test_two_gateways_count_separately() -> None:
     assert value(b, "voicelive_sip_media_underruns_total") == 0
     assert ("voicelive_sip_calls_rejected_total", (("status", "480"),)) not in scrape(a)
     assert value(b, "voicelive_sip_calls_rejected_total", status="480") == 1
+
+
+def test_frame_histogram_exposes_what_a_prometheus_histogram_would() -> None:
+    values = [0.0, 0.0004, 0.0005, 0.0006, 0.001, 0.0049, 0.005, 0.02, 0.1, 0.5, 3.0]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    frame = FrameHistogram(
+        "t_latency_seconds", "Test.", "direction", ["uplink", "downlink"], LATENCY_BUCKETS, ours
+    )
+    reference = Histogram(
+        "t_latency_seconds", "Test.", ["direction"], buckets=LATENCY_BUCKETS, registry=theirs
+    )
+    reference.labels(direction="downlink")  # the series exist before any observation in both
+    for value in values:
+        frame.observe("uplink", value)
+        reference.labels(direction="uplink").observe(value)
+    ours_text = generate_latest(ours).decode()
+    theirs_text = "\n".join(
+        line for line in generate_latest(theirs).decode().splitlines() if "_created" not in line
+    )
+    assert sorted(ours_text.strip().splitlines()) == sorted(theirs_text.strip().splitlines())

@@ -162,6 +162,7 @@ class CallSession:
         self._uplink_buffer = bytearray()
         self._uplink_ready = asyncio.Event()
         self._uplink_since = 0.0
+        self._uplink_sending = False  # the uplink task is awaiting a send: later frames queue behind it
         self._silence_mark = 0
         self.metrics: GatewayMetrics | None = None
         # Caller audio from here on arrives by callback; what came before (since the answer) is handed over.
@@ -356,10 +357,19 @@ class CallSession:
         self._done.set()
 
     def _caller_frame(self, frame: Frame) -> None:
-        """Called by the RTP session for each frame out of the jitter buffer: no queue, no task switch."""
+        """Called by the RTP session for each frame out of the jitter buffer: straight to the WebSocket."""
         now = self._loop.time()
         if self.recorder is not None:
             self.recorder.caller(frame.payload, now)
+        if (
+            not self._uplink_buffer
+            and not self._uplink_sending
+            and self.voicelive.send_audio_nowait(frame.payload)
+        ):
+            if self.metrics is not None:
+                self.metrics.latency("uplink", self._loop.time() - now)
+            return
+        # Not connected, backed up, or earlier audio still on its way: the uplink task sends it, in order.
         if not self._uplink_buffer:
             self._uplink_since = now
         if len(self._uplink_buffer) < UPLINK_BUFFER_BYTES:  # bounded: the sender is stuck, keep the oldest
@@ -367,10 +377,10 @@ class CallSession:
         self._uplink_ready.set()
 
     async def _uplink(self) -> None:
-        """Caller audio → Voice Live, untouched G.711 by default (the session converts for pcm16).
+        """Caller audio → Voice Live when it cannot be written at once (see `_caller_frame`).
 
-        Whatever arrived since the last send goes in one append: one WebSocket message per frame when the
-        gateway is idle, fewer and larger ones when it is busy (a third of the per-call CPU was these sends).
+        While the session reconnects or the socket is backed up, whatever arrived since the last send goes in
+        one append, in order; the session buffers it across an outage.
         """
         buffer, ready, loop = self._uplink_buffer, self._uplink_ready, self._loop
         while True:
@@ -380,7 +390,11 @@ class CallSession:
                 continue
             data, since = bytes(buffer), self._uplink_since
             buffer.clear()
-            await self.voicelive.send_audio(data)
+            self._uplink_sending = True
+            try:
+                await self.voicelive.send_audio(data)
+            finally:
+                self._uplink_sending = False
             if self.metrics is not None:
                 # Gateway-added, uplink: out of the jitter buffer (whose wait is intentional) to the socket.
                 self.metrics.latency("uplink", loop.time() - since)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from voicelive_sip import __version__
 
-__all__ = ["GatewayMetrics", "LabelValues"]
+__all__ = ["FrameHistogram", "GatewayMetrics", "LabelValues"]
+
+_go_float = cast(Callable[[float], str], floatToGoString)  # how Prometheus spells a bucket bound
 
 PREFIX = "voicelive_sip"
 
@@ -38,6 +47,51 @@ class LabelValues:
             return OVERFLOW_LABEL
         self._seen.add(text)
         return text
+
+
+class FrameHistogram(Collector):
+    """A histogram with one label, observed for every audio frame: plain counters read at scrape time.
+
+    prometheus_client's `Histogram.observe` takes a lock and walks the buckets in Python; per 20 ms frame
+    and call that was 8 % of the gateway's CPU at 300 calls. Here an observation is a bisect and two
+    additions on the event loop's thread, and the exposition is the same as a `Histogram`'s.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        values: Iterable[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.bounds = tuple(sorted(buckets))
+        self._counts = {value: [0] * (len(self.bounds) + 1) for value in values}
+        self._sums = dict.fromkeys(self._counts, 0.0)
+        registry.register(self)
+
+    def observe(self, value: str, amount: float) -> None:
+        """Count `amount` (>= 0) under label value `value` (one of those given at construction)."""
+        counts = self._counts.get(value)
+        if counts is None:
+            raise ValueError(f"{self.label} must be one of {sorted(self._counts)}, not {value!r}")
+        counts[bisect_left(self.bounds, amount)] += 1  # the first bucket whose bound is >= amount
+        self._sums[value] += amount
+
+    def describe(self) -> Iterable[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=[self.label])]
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, counts in self._counts.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
+                cumulative += count
+                buckets.append((_go_float(bound), float(cumulative)))
+            family.add_metric([value], buckets, self._sums[value])
+        yield family
 
 
 class GatewayMetrics:
@@ -101,12 +155,13 @@ class GatewayMetrics:
             "Times agent audio ran dry while the caller was listening.",
             registry=r,
         )
-        self.gateway_latency = Histogram(
+        self.gateway_latency = FrameHistogram(
             f"{PREFIX}_gateway_latency_seconds",
             "Time audio spends inside the gateway: uplink (RTP in to Voice Live) or downlink (back to RTP).",
-            ["direction"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "direction",
+            sorted(LATENCY_DIRECTIONS),
+            LATENCY_BUCKETS,
+            r,
         )
         self.registration_registered = Gauge(
             f"{PREFIX}_registration_registered",
@@ -120,8 +175,6 @@ class GatewayMetrics:
             self.calls.labels(direction=self._directions(direction))
         for kind in ("input", "output"):
             self.tokens.labels(type=kind)
-        # Observed for every frame: look the labelled children up once, not per observation.
-        self._latency = {d: self.gateway_latency.labels(direction=d) for d in sorted(LATENCY_DIRECTIONS)}
 
     def call_started(self, direction: str) -> None:
         """A call began (inbound or outbound)."""
@@ -171,10 +224,7 @@ class GatewayMetrics:
 
     def latency(self, direction: str, seconds: float) -> None:
         """Time a frame spent inside the gateway, `uplink` or `downlink`."""
-        histogram = self._latency.get(direction)
-        if histogram is None:
-            raise ValueError(f"latency direction must be uplink or downlink, not {direction!r}")
-        histogram.observe(max(0.0, seconds))
+        self.gateway_latency.observe(direction, max(0.0, seconds))
 
     def registration_state(self, aor: str, registered: bool) -> None:
         """Whether the registration of `aor` is current."""

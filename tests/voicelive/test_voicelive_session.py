@@ -213,6 +213,39 @@ async def test_g711_passes_through_untouched_both_ways(codec: Any, wire: str) ->
     assert audio == expected
 
 
+async def test_send_audio_nowait_writes_at_once_in_order_with_awaited_sends() -> None:
+    caller = bytes(range(256)) * 5
+    chunks = frames(caller)
+    async with (
+        FakeVoiceLive() as fake,
+        VoiceLiveSession(fake.settings(vad_type="none")) as session,
+    ):
+        for index, frame in enumerate(chunks):
+            if index % 3 == 0:
+                await session.send_audio(frame)
+            else:
+                assert session.send_audio_nowait(frame)  # no await: on the socket already
+        await fake.wait_for(lambda f: len(f.appended_audio) == len(caller))
+        assert fake.appended_audio == caller
+        assert session.audio_bytes_sent == len(caller)
+        assert fake.received_types.count("input_audio_buffer.append") == len(chunks)
+
+
+async def test_send_audio_nowait_declines_when_not_connected() -> None:
+    async with FakeVoiceLive() as fake:
+        session = VoiceLiveSession(fake.settings(vad_type="none"))
+        assert not session.send_audio_nowait(b"\xff" * 160)  # idle: the awaited path buffers it
+        await session.connect()
+        fake.faults = FakeFaults(handshake_delay_s=30)  # the reconnect hangs until the fake stops
+        await fake.drop()
+        await collect(session, Reconnecting)
+        assert session.state == "reconnecting"
+        assert not session.send_audio_nowait(b"\xff" * 160)
+        await session.close()
+        assert not session.send_audio_nowait(b"\xff" * 160)
+    assert session.audio_bytes_sent == 0
+
+
 async def test_forced_wire_law_transcodes_the_call_law() -> None:
     caller = g711.alaw_encode(np.linspace(-20000, 20000, 800).astype(np.int16))
     async with (

@@ -64,6 +64,12 @@ _DEFAULT_SESSION: Mapping[str, Any] = {
     "max_response_output_tokens": "inf",
 }
 _VAD_WINDOW_MS = 10
+_Energy = npt.NDArray[np.float64]
+# Squared sample value of every G.711 code: the VAD's energy straight from the bytes, without decoding.
+_G711_ENERGY: Mapping[str, _Energy] = {
+    "g711_ulaw": g711.ulaw_decode(np.arange(256, dtype=np.uint8)).astype(np.float64) ** 2,
+    "g711_alaw": g711.alaw_decode(np.arange(256, dtype=np.uint8)).astype(np.float64) ** 2,
+}
 _RENDER_CACHE_SIZE = 32
 
 
@@ -170,6 +176,7 @@ class FakeVoiceLive:
         self._live: set[_ServerConnection] = set()
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
+        self._waiting = 0
         self._stopping = asyncio.Event()
         self._render_cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._log = structlog.get_logger().bind(component="fake_voicelive")
@@ -186,9 +193,7 @@ class FakeVoiceLive:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        assert isinstance(server, asyncio.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])  # the bound (host, port) of the only site
         self._log.info("fake_voicelive.listening", endpoint=self.endpoint)
         return self
 
@@ -261,10 +266,16 @@ class FakeVoiceLive:
 
     async def wait_for(self, predicate: Callable[[FakeVoiceLive], bool], timeout: float = 10.0) -> None:
         """Wait until `predicate(fake)` holds; re-checked on every received event and connection change."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: predicate(self))
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: predicate(self))
+        finally:
+            self._waiting -= 1
 
     async def _notify(self) -> None:
+        if not self._waiting:  # the common case under load: nobody to wake, so no lock round trip
+            return
         async with self._changed:
             self._changed.notify_all()
 
@@ -384,7 +395,7 @@ class _ServerConnection:
         self.fake, self.ws, self.record, self.request = fake, ws, record, request
         self.session = record.session
         self.timeline_samples = 0  # input timeline, in samples at the input rate
-        self.vad_pending: Pcm = np.zeros(0, dtype=np.int16)
+        self.vad_pending: _Energy = np.zeros(0)  # squared samples not yet in a full VAD window
         self.speech_item: str | None = None
         self.speech_start_ms = 0.0
         self.last_voice_ms = 0.0
@@ -455,8 +466,10 @@ class _ServerConnection:
         kind = str(ev.get("type"))
         if kind == "input_audio_buffer.append":
             audio = binascii.a2b_base64(ev.get("audio") or "")
-            self._record({"type": kind, "audio_bytes": len(audio)})
-            await self.fake._notify()
+            if len(self.record.events) < self.fake.max_recorded_events:
+                self.record.events.append({"type": kind, "audio_bytes": len(audio)})
+            if self.fake._waiting:
+                await self.fake._notify()
             await self._on_audio(audio)
             return
         self._record(ev)
@@ -497,15 +510,17 @@ class _ServerConnection:
             self.record.audio += audio
         self.uncommitted_bytes += len(audio)
         fmt = self.session.get("input_audio_format")
-        if fmt in ("g711_ulaw", "g711_alaw"):
-            pcm = g711.decode("ulaw" if fmt == "g711_ulaw" else "alaw", audio)
+        energy_table = _G711_ENERGY.get(fmt) if isinstance(fmt, str) else None
+        if energy_table is not None:
+            energy = energy_table[np.frombuffer(audio, dtype=np.uint8)]
         else:
-            pcm = np.frombuffer(audio, dtype="<i2", count=len(audio) // 2).astype(np.int16)
+            pcm = np.frombuffer(audio, dtype="<i2", count=len(audio) // 2).astype(np.float64)
+            energy = pcm * pcm
         turn = self.session.get("turn_detection")
         if isinstance(turn, dict):
-            await self._vad(pcm, turn)
+            await self._vad(energy, turn)
         else:
-            self.timeline_samples += len(pcm)
+            self.timeline_samples += len(energy)
         faults = self.fake.faults
         if (
             faults.close_after_audio_ms is not None
@@ -514,22 +529,39 @@ class _ServerConnection:
         ):
             await self.shutdown(faults.close_code, abort=faults.abort)
 
-    async def _vad(self, pcm: Pcm, turn: Mapping[str, Any]) -> None:
-        """Energy VAD in 10 ms windows on the input timeline (what server_vad reports, give or take)."""
-        window = self.input_rate * _VAD_WINDOW_MS // 1000
-        samples = np.concatenate((self.vad_pending, pcm)) if len(self.vad_pending) else pcm
-        usable = len(samples) - len(samples) % window
-        frames = samples[:usable].reshape(-1, window).astype(np.float64)
-        self.vad_pending = samples[usable:]
-        rms = np.sqrt(np.mean(frames * frames, axis=1)) if len(frames) else np.zeros(0)
+    async def _vad(self, energy: _Energy, turn: Mapping[str, Any]) -> None:
+        """Energy VAD in 10 ms windows on the input timeline (what server_vad reports, give or take).
+
+        `energy` holds the squared samples. A window is voiced when its RMS level is above
+        `vad_threshold_dbfs`; the windows are judged together and walked one by one only where the state
+        can change (speech starting, or silence inside speech), so a steady stream costs a few numpy calls.
+        """
+        rate = self.input_rate
+        window = rate * _VAD_WINDOW_MS // 1000
+        if len(self.vad_pending):
+            energy = np.concatenate((self.vad_pending, energy))
+        usable = len(energy) - len(energy) % window
+        self.vad_pending = energy[usable:]
+        if not usable:
+            return
+        # RMS/32768 > 10^(dBFS/20)  <=>  sum of squares > window * 32768^2 * 10^(dBFS/10)
+        threshold = window * 32768.0**2 * 10.0 ** (self.fake.vad_threshold_dbfs / 10.0)
+        voiced: list[bool] = (energy[:usable].reshape(-1, window).sum(axis=1) > threshold).tolist()
+        count = len(voiced)
+        if self.speech_item is None and not any(voiced):
+            self.timeline_samples += usable
+            return
+        if self.speech_item is not None and all(voiced):
+            self.timeline_samples += usable
+            self.last_voice_ms = self.timeline_samples * 1000.0 / rate
+            return
         silence_ms = float(turn.get("silence_duration_ms") or 500)
         prefix_ms = float(turn.get("prefix_padding_ms") or 0)
-        for level in rms:
-            start_ms = self._ms(self.timeline_samples)
+        for index in range(count):
+            start_ms = self.timeline_samples * 1000.0 / rate
             self.timeline_samples += window
-            end_ms = self._ms(self.timeline_samples)
-            voiced = level > 0 and 20 * math.log10(level / 32768.0) > self.fake.vad_threshold_dbfs
-            if voiced:
+            end_ms = self.timeline_samples * 1000.0 / rate
+            if voiced[index]:
                 self.last_voice_ms = end_ms
                 if self.speech_item is None:
                     await self._speech_started(max(0.0, start_ms - prefix_ms), turn)
