@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -117,11 +117,11 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float, 
     return path.read_text().strip()
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+def cpu_ticks(pid: int, *, kernel_only: bool = False) -> int:
+    """utime + stime of a process (or stime alone), in clock ticks (/proc/PID/stat fields 14 and 15)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
+    return int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
 
 
 def core_ticks(core: int) -> tuple[int, int]:
@@ -169,6 +169,28 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "uvloop": uvloop_version,
     }
+
+
+def core_speed(core: int) -> float:
+    """Milliseconds a fixed pure-Python loop takes on `core` (in a child process, best of 3).
+
+    The machine is a shared VM whose per-core speed drifts by ±15 % from minute to minute; taken before and
+    after each step, this tells a step that ran on a slow host from one that the gateway could not carry.
+    """
+    code = (
+        "import os,time\n"
+        f"os.sched_setaffinity(0,{{{core}}})\n"
+        "best=1e9\n"
+        "for _ in range(3):\n"
+        " t=time.perf_counter();s=0\n"
+        " for i in range(1_000_000): s+=i*i\n"
+        " best=min(best,time.perf_counter()-t)\n"
+        "print(best*1000)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return round(float(done.stdout), 1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -350,62 +372,84 @@ class Arrivals:
 
 
 class CallerMedia:
-    """The RTP of every call the caller places, on one UDP socket (and an RTCP sink beside it).
+    """The RTP of every call the caller places: a port pair per call, as a phone or an SBC would have.
 
-    The gateway cannot tell: each call still has its own gateway port, SSRC and sequence. One socket lets one
-    wake-up drain many datagrams, each read with `recvmsg` carrying its kernel receive timestamp
-    (SO_TIMESTAMPNS), and one task sends every call's frame with `socket.sendto`, a quarter of the calls every
-    5 ms as the gateway's clock does. This keeps the load generator light enough to share core 1 with the
-    fake at 300+ calls; its own send timing is not what is measured.
+    Each RTP socket is read directly (`loop.add_reader`, up to RECEIVE_BATCH datagrams per wake-up) with
+    `recvmsg`, whose ancillary data carries the datagram's kernel receive timestamp (SO_TIMESTAMPNS); one task
+    sends every call's frame with `socket.sendto` from the call's own socket, a quarter of the calls every
+    5 ms as the gateway's clock does. No transport or protocol objects: this keeps the load generator light
+    enough to share core 1 with the fake at 300+ calls. Its own send timing is not what is measured.
+    (One socket for all calls would be lighter still, but then every packet the gateway sends contends
+    for that one socket's receive queue with the reader on the other core, which slows the gateway down.)
     """
 
     def __init__(self, port: int, arrivals: Arrivals, cycle: list[bytes]) -> None:
-        self.port = port
+        self.next_port = port
         self.arrivals = arrivals
         self.cycle = cycle  # one payload per 20 ms frame of the talk/silence cycle
         self.phases: list[list[list[Any]]] = [[] for _ in range(SEND_PHASES)]
         self.send_errors = 0
         self.lateness_ms = array.array("d")  # how late each send slot started, during the window
         self.sockets: list[socket.socket] = []
-        for offset in (0, 1):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 2**20)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 2**20)
-            sock.bind(("127.0.0.1", port + offset))
-            sock.setblocking(False)
-            self.sockets.append(sock)
-        self.rtp, self.rtcp = self.sockets
-        self.rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.rtp.fileno(), self._receive)
-        loop.add_reader(self.rtcp.fileno(), self._drain_rtcp)
-        self.sender = loop.create_task(self._send())
+        self.sender = asyncio.get_running_loop().create_task(self._send())
 
-    def add(self, remote: tuple[str, int], payload_type: int, index: int, calls: int) -> None:
-        """Start sending to a call's gateway port; its talk spurts are staggered by `index` over the cycle."""
-        offset = len(self.cycle) * index // calls
-        # [address, payload type, ssrc, sequence, timestamp, frame]
+    def open(self) -> tuple[int, socket.socket]:
+        """Bind the next RTP/RTCP port pair; returns the RTP port and socket (RTCP goes unread)."""
+        while True:
+            port, self.next_port = self.next_port, self.next_port + 2
+            pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+            try:
+                for offset, sock in enumerate(pair):
+                    sock.bind(("127.0.0.1", port + offset))
+                    sock.setblocking(False)
+            except OSError:  # taken by someone else: try the next pair
+                for sock in pair:
+                    sock.close()
+                continue
+            rtp = pair[0]
+            rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            asyncio.get_running_loop().add_reader(rtp.fileno(), self._receive, rtp)
+            self.sockets.extend(pair)
+            return port, rtp
+
+    def add(
+        self,
+        sock: socket.socket,
+        remote: tuple[str, int],
+        payload_type: int,
+        index: int,
+        calls: int,
+        elapsed: float,
+    ) -> None:
+        """Start sending to a call's gateway port, `elapsed` seconds after the first call was placed.
+
+        Call `index` starts talking at elapsed = CYCLE_SECONDS * index / calls (modulo the cycle), so the
+        talk spurts, and the replies, of N calls are spread evenly over the cycle whenever they were answered.
+        """
+        period = len(self.cycle)
+        offset = (round(elapsed / 0.020) - period * index // calls) % period  # frames into the cycle now
+        # [sendto, address, payload type, ssrc, sequence, timestamp, frame]
         self.phases[index % SEND_PHASES].append(
-            [remote, payload_type, random.getrandbits(32), random.getrandbits(16), 0, offset]
+            [sock.sendto, remote, payload_type, random.getrandbits(32), random.getrandbits(16), 0, offset]
         )
 
     async def _send(self) -> None:
         loop = asyncio.get_running_loop()
-        sendto, pack, cycle, period = self.rtp.sendto, RTP_HEADER.pack, self.cycle, len(self.cycle)
+        pack, cycle, period = RTP_HEADER.pack, self.cycle, len(self.cycle)
         due, phase = loop.time(), 0
         lateness = self.lateness_ms
         while True:
             if self.arrivals.active:
                 lateness.append((loop.time() - due) * 1000)
             for stream in self.phases[phase]:
-                address, payload_type, ssrc, sequence, timestamp, frame = stream
+                sendto, address, payload_type, ssrc, sequence, timestamp, frame = stream
                 try:
                     sendto(
                         pack(0x80, payload_type, sequence, timestamp, ssrc) + cycle[frame % period], address
                     )
                 except OSError:  # a full buffer, or an ICMP error from a call that ended
                     self.send_errors += 1
-                stream[3], stream[4], stream[5] = (
+                stream[4], stream[5], stream[6] = (
                     (sequence + 1) & 0xFFFF,
                     (timestamp + 160) & 0xFFFFFFFF,
                     frame + 1,
@@ -417,8 +461,8 @@ class CallerMedia:
                 due, delay = loop.time(), 0.0
             await asyncio.sleep(max(0.0, delay))
 
-    def _receive(self) -> None:
-        arrivals, recvmsg, clock_ns = self.arrivals, self.rtp.recvmsg, time.monotonic_ns
+    def _receive(self, sock: socket.socket) -> None:
+        arrivals, recvmsg, clock_ns = self.arrivals, sock.recvmsg, time.monotonic_ns
         unpack, stamp, silence = RTP_HEADER.unpack_from, TIMESPEC.unpack_from, SILENCE_PCMU
         for _ in range(RECEIVE_BATCH):  # bounded: the sender's next slot must not wait on a long backlog
             try:
@@ -444,11 +488,6 @@ class CallerMedia:
             arrivals.kernel_ns.append(kernel)
             arrivals.user_ns.append(user)
             arrivals.audio.append(data[12:] != silence)
-
-    def _drain_rtcp(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                self.rtcp.recv(2048)
 
     def close(self) -> None:
         self.sender.cancel()
@@ -509,6 +548,14 @@ def audible_gaps(
     return {"gaps": gaps, "gap_frames": gap_frames, "replies": replies, "at": sorted(at)}
 
 
+def gaps_after_stalls(
+    gap_times: Sequence[float], stalls: Sequence[tuple[float, float]], reach: float = FAKE_STALL_REACH_S
+) -> int:
+    """Gaps heard at most `reach` seconds after a stall of the fake began; stalls are (end s, length ms)."""
+    starts = [end - ms / 1000 for end, ms in stalls]
+    return sum(1 for at in gap_times if any(at - reach <= start <= at for start in starts))
+
+
 def percentiles(values: np.ndarray) -> dict[str, float | None]:
     if not values.size:
         return {"p50": None, "p99": None, "max": None}
@@ -545,8 +592,9 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
 
         async def place(ua: UserAgent, index: int) -> None:
             async with gate:
+                port, sock = rtp.open()
                 try:
-                    call = ua.dial(target, rtp_port=rtp.port, codecs=["PCMU"], timeout=20)
+                    call = ua.dial(target, rtp_port=port, codecs=["PCMU"], timeout=20)
                     answer = await call.answered()
                 except (CallFailed, OSError, TimeoutError) as error:
                     failures.append(repr(error))
@@ -555,7 +603,7 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
                     failures.append("answered without SDP")
                     return
                 up.append(call)
-                rtp.add(answer.remote_rtp, answer.payload_type, index, calls)
+                rtp.add(sock, answer.remote_rtp, answer.payload_type, index, calls, loop.time() - epoch)
 
         async with UserAgent(sip, media) as ua:
             placing = []
@@ -718,6 +766,7 @@ def run_step(
     generator_loop: str = "asyncio",
 ) -> dict[str, Any]:
     """One measurement: fresh fake, gateway and caller; returns the step's report."""
+    speed_before = core_speed(gateway_core)
     with tempfile.TemporaryDirectory(prefix="load") as tmp, Processes(Path(tmp)) as procs:
         workdir = Path(tmp)
         fake = procs.start("fake", "--pace", str(pace), "--loop", generator_loop, core=other_core)
@@ -738,6 +787,7 @@ def run_step(
         wait_for_file(workdir / "window_start", caller, timeout, "the caller")
         gateway.send_signal(signal.SIGUSR1)
         ticks = {p.pid: cpu_ticks(p.pid) for p in (gateway, fake, caller)}
+        kernel_ticks = cpu_ticks(gateway.pid, kernel_only=True)
         cores = {core: core_ticks(core) for core in {gateway_core, other_core}}
         wall = time.monotonic()
         spy = None
@@ -762,6 +812,7 @@ def run_step(
         elapsed = time.monotonic() - wall
         hz = os.sysconf("SC_CLK_TCK")
         cpu = {pid: 100 * (cpu_ticks(pid) - before) / hz / elapsed for pid, before in ticks.items()}
+        gateway_kernel = 100 * (cpu_ticks(gateway.pid, kernel_only=True) - kernel_ticks) / hz / elapsed
         busy = {}
         for core, (busy_before, total_before) in cores.items():
             busy_after, total_after = core_ticks(core)
@@ -786,6 +837,7 @@ def run_step(
         clock_start = json.loads((workdir / "clock_start.json").read_text())
         clock_end = json.loads((workdir / "clock_end.json").read_text())
         gateway_log = (workdir / "gateway.log").read_text(errors="replace")
+    speed = [speed_before, core_speed(gateway_core)]
     set_up = result["calls_set_up"]
     begin, finish = result["window_monotonic"]
     stalls = fake_report["stalls"]
@@ -802,11 +854,7 @@ def run_step(
     # play in time, unless the fake itself fell behind: its core was saturated, or its loop stalled (a full
     # garbage collection) shortly before the gap, holding back the next chunk of a reply in flight.
     gap_times = result["audible_gaps"]["at"]
-    after_fake_stall = sum(
-        1
-        for at in gap_times
-        if any(at - FAKE_STALL_REACH_S <= end - ms / 1000 <= at for end, ms in fake_stalls)
-    )
+    after_fake_stall = gaps_after_stalls(gap_times, fake_stalls)
     gateway_gaps = len(gap_times) - after_fake_stall if core1 < 90 else None
     held = failed == 0 and p99 is not None and p99 <= TARGET_P99_MS and gateway_gaps == 0
     return {
@@ -817,7 +865,10 @@ def run_step(
         "generator_loop": generator_loop,
         "calls_set_up": set_up,
         "failed_calls": failed,
+        # ms for a fixed loop on the gateway's core before and after the step (lower: faster host).
+        "gateway_core_speed_ms": speed,
         "gateway_cpu_percent": round(cpu[gateway.pid], 1),
+        "gateway_kernel_cpu_percent": round(gateway_kernel, 1),  # of which in system calls (sockets)
         "gateway_rss_idle_mib": round(idle_rss, 1),
         "gateway_rss_mib": round(steady_rss, 1),
         "gateway_rss_peak_mib": round(peak_rss, 1),

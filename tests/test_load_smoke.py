@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +50,34 @@ def test_ten_calls_for_five_seconds(tmp_path: Path) -> None:
     assert set(report["send_error_ms"]) == {"p50", "p99", "max"}
     assert set(report["latency_ms"]) == {"uplink", "downlink"}
     assert {"nproc", "cpu_model", "python"} <= set(report["machine"])
+
+
+# -- the harness's own arithmetic, on made-up arrivals ----------------------------------------------------
+
+
+def test_audible_gaps_counts_silence_inside_a_reply_and_when_it_ended() -> None:
+    from benchmarks.load import audible_gaps
+
+    # One stream, frames 0..9: agent audio except fill at frames 3-4 (a 2-frame gap) and 6 (1 frame).
+    frames = np.arange(10)
+    audio = np.array([1, 1, 1, 0, 0, 1, 0, 1, 1, 1], dtype=np.int8)
+    ssrc = np.full(10, 7, dtype=np.uint64)
+    arrived_ns = (frames * 20_000_000 + 10**9).astype(np.int64)
+    heard = audible_gaps(ssrc, (frames * 160).astype(np.int64), audio, arrived_ns)
+    assert (heard["gaps"], heard["gap_frames"], heard["replies"]) == (2, 3, 1)
+    assert heard["at"] == pytest.approx([1.1, 1.14])  # arrival of frames 5 and 7
+
+
+def test_gaps_soon_after_a_fake_stall_are_the_fakes() -> None:
+    from benchmarks.load import gaps_after_stalls
+
+    stalls = [(10.05, 40.0)]  # the fake's loop stood still from 10.01 s to 10.05 s
+    assert gaps_after_stalls([10.2, 10.4, 9.9], stalls, reach=0.3) == 1  # only 10.2 follows it closely
+
+
+def test_repeated_kernel_stamps_are_counted_per_stream() -> None:
+    from benchmarks.load import repeated_stamps
+
+    ssrc = np.array([1, 1, 2, 1, 2], dtype=np.uint64)
+    stamps = np.array([5, 5, 5, 6, 7], dtype=np.int64)
+    assert repeated_stamps(ssrc, stamps) == 1  # stream 1 repeats 5; stream 2's 5 is its own

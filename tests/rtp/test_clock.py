@@ -83,3 +83,26 @@ async def test_runs_on_the_event_loop_and_stops_cleanly() -> None:
     await asyncio.sleep(0.05)
     assert len(source.ticks) == count
     assert source.ticks == sorted(set(source.ticks))  # in order, never twice (a stalled loop may skip)
+
+
+async def test_poll_runs_a_due_slot_inside_a_busy_loop_iteration_and_only_once() -> None:
+    loop = asyncio.get_running_loop()
+    source = _Source()
+    clock = MediaClock(phases=1)
+    clock.poll(loop.time() + 1.0)  # not started: nothing to run
+    async with clock:
+        clock.add(source)
+        while not source.ticks:
+            await asyncio.sleep(0.001)
+        before = len(source.ticks)
+        # The event loop is busy (no await) for more than two intervals: only poll() can run what falls due.
+        busy_until = loop.time() + 0.050
+        while loop.time() < busy_until:
+            clock.poll(loop.time())
+        assert len(source.ticks) > before
+        await asyncio.sleep(0.005)  # the clock's own wake-up finds those ticks done
+        await asyncio.sleep(0.030)
+    assert source.ticks == sorted(set(source.ticks))  # in order, none twice
+    ended = len(source.ticks)
+    clock.poll(loop.time() + 1.0)  # stopped: nothing runs
+    assert len(source.ticks) == ended
