@@ -7,22 +7,24 @@ Three processes on 127.0.0.1, started afresh for every step:
 - the gateway (`voicelive_sip.gateway.Gateway`, settings in code, logs at WARNING) pinned to core 0 under
   the chosen event loop; SIGUSR1 and SIGTERM make it dump `gateway.metrics.render()` and its clock statistics,
   so the latency histograms and underrun counter are read for the steady window only;
-- a FakeVoiceLive (tone voice, replies paced at 0.9x real time, nothing recorded) pinned to core 1;
-- the caller, pinned to core 1: one UserAgent placing N calls, one MediaClock, one RtpSession per call
-  sending 2 s of 440 Hz tone then 3 s of silence (staggered over the calls), so the fake's server VAD ends a
-  turn and answers with a paced reply while the caller keeps sending silence.
+- a FakeVoiceLive (tone voice, replies paced at 2x real time, nothing recorded) pinned to core 1; it reports
+  its own loop stalls and garbage-collector pauses;
+- the caller, pinned to core 1: one UserAgent placing N calls and a port pair per call, sending 2 s of
+  440 Hz tone then 3 s of silence (the talk spurts spread evenly over the calls), so the fake's server VAD
+  ends a turn and answers with a paced reply while the caller keeps sending silence.
+The fake and the caller run on uvloop when it is installed (`--generator-loop`), to leave core 1 room.
 
-Every RTP packet the caller receives is timestamped in `datagram_received`, twice: the kernel's receive
-timestamp of that datagram (SIOCGSTAMPNS; on loopback it is taken inside the gateway's `sendto`, so the
-caller's own load cannot blur it) and `time.monotonic_ns()` in user space. Each stream's arrivals are fitted
-to its RTP timestamps (arrival = offset + ts/8000, offset the median) and the send-time error is
+Every RTP packet the caller receives is timestamped twice: the kernel's receive timestamp of that datagram
+(SO_TIMESTAMPNS, read with `recvmsg`; on loopback it is taken inside the gateway's `sendto`, so the caller's
+own load cannot blur it) and `time.monotonic_ns()` in user space. Each stream's arrivals are fitted to its
+RTP timestamps (arrival = offset + ts/8000, offset the median) and the send-time error is
 |arrival - fitted ideal| over all packets, as in `benchmarks/clock_load.py`.
 
 CPU (% of one core) comes from /proc/PID/stat over the steady window, RSS from /proc/PID/status (per call:
 beyond the idle gateway measured before the first call). A step holds when every call was set up and stayed
-up, the p99 send-time error is at most 5 ms, and the caller heard no gap inside a reply while core 1 was not
-saturated (`voicelive_sip_media_underruns_total` is reported too, but it counts a buffer found empty when the
-next delta arrives, which happens without any gap whenever a chunk arrives just in time).
+up, the p99 send-time error is at most 5 ms, and the caller heard no gap inside a reply that the gateway
+caused: gaps while core 1 was saturated, or within 0.3 s after the fake's loop stalled, are the fake's.
+(`voicelive_sip_media_underruns_total` is reported too.)
 """
 
 from __future__ import annotations
@@ -57,10 +59,10 @@ TARGET_P99_MS = 5.0
 CONTENDED_PERCENT = 5.0
 DEFAULT_STEPS = "50,100,150,200,250,300,350,400,500,600"
 TALK_SECONDS = 2.0
-# Each reply streams in 0.9x its duration: 100 ms chunks 90 ms apart, so the playout buffer gains 10 ms of
-# lead per chunk the way it does behind the real service. At exactly 1.0 the buffer has no lead at all and
-# the fake's own scheduling jitter leaves 1-frame gaps even at 10 calls.
-DEFAULT_PACE = 0.9
+# Each reply streams at twice real time (100 ms chunks 50 ms apart), as the service sends speech faster than
+# it plays. Close to 1.0 the playout buffer has almost no lead, and any hiccup of the fake's own loop (it
+# shares core 1 with the caller) becomes a gap the gateway could not have prevented.
+DEFAULT_PACE = 0.5
 GAP_MAX_FRAMES = 25  # silence up to 500 ms between agent frames is a gap in a reply, not between replies
 CYCLE_SECONDS = 5.0
 WARMUP_SECONDS = 3.0

@@ -87,6 +87,26 @@ def test_session_append(
     loop.run_until_complete(session.close())
 
 
+def test_session_append_nowait(benchmark: Any, loop: asyncio.AbstractEventLoop, fake_endpoint: str) -> None:
+    """`VoiceLiveSession.send_audio_nowait`: what the gateway does per frame (no await, no task switch)."""
+    session = _session(loop, fake_endpoint)
+    fallbacks = 0
+
+    async def batch() -> None:
+        nonlocal fallbacks
+        for index in range(FRAMES):
+            if not session.send_audio_nowait(FRAME):
+                fallbacks += 1  # backed up: the awaited path drains, as CallSession does
+                await session.send_audio(FRAME)
+            if index % 50 == 49:
+                await asyncio.sleep(0)  # let the loop flush, as between RTP datagrams
+
+    benchmark(lambda: loop.run_until_complete(batch()))
+    benchmark.extra_info["us_per_append"] = round(benchmark.stats.stats.mean / FRAMES * 1e6, 2)
+    benchmark.extra_info["awaited_fallbacks"] = fallbacks
+    loop.run_until_complete(session.close())
+
+
 @pytest.mark.parametrize("path", ["sdk_typed", "sdk_dict"])
 def test_sdk_append_reference(
     benchmark: Any, loop: asyncio.AbstractEventLoop, fake_endpoint: str, path: str
