@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -244,6 +245,56 @@ async def test_send_audio_nowait_declines_when_not_connected() -> None:
         await session.close()
         assert not session.send_audio_nowait(b"\xff" * 160)
     assert session.audio_bytes_sent == 0
+
+
+async def test_send_audio_nowait_declines_while_the_socket_is_backed_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicelive_sip.voicelive import session as session_module
+
+    async with (
+        FakeVoiceLive() as fake,
+        VoiceLiveSession(fake.settings(vad_type="none")) as session,
+    ):
+        monkeypatch.setattr(session_module._FrameWriter, "backed_up", lambda self: True)
+        assert not session.send_audio_nowait(b"\x01" * 160)  # left to send_audio, which drains
+        await session.send_audio(b"\x01" * 160)
+        await fake.wait_for(lambda f: len(f.appended_audio) == 160)
+        assert session.audio_bytes_sent == 160
+
+
+def test_the_synchronous_writer_is_used_only_when_aiohttp_has_the_expected_shape() -> None:
+    import aiohttp
+
+    from voicelive_sip.voicelive.session import _frame_writer
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    written: list[tuple[bytes, int, int]] = []
+
+    def expected(message: bytes, opcode: int, rsv: int) -> None:
+        written.append((message, opcode, rsv))
+
+    def other_shape(message: bytes, opcode: int, rsv: int, extra: int) -> None:
+        raise AssertionError("never called")
+
+    def websocket(write: Any, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
+        ws = aiohttp.ClientWebSocketResponse.__new__(aiohttp.ClientWebSocketResponse)
+        ws._writer = SimpleNamespace(_write_websocket_frame=write, compress=compress, transport=Transport())  # type: ignore[assignment]
+        return ws
+
+    writer = _frame_writer(websocket(expected))
+    assert writer is not None and not writer.backed_up()
+    writer(b"{}")
+    assert written == [(b"{}", aiohttp.WSMsgType.TEXT, 0)]
+    assert _frame_writer(websocket(other_shape)) is None  # a changed aiohttp: every append is awaited
+    assert _frame_writer(websocket(expected, compress=15)) is None  # permessage-deflate: aiohttp compresses
+    assert _frame_writer(object()) is None  # the SDK on another transport
 
 
 async def test_forced_wire_law_transcodes_the_call_law() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import inspect
 import json
 import random
 from collections import OrderedDict, deque
@@ -717,6 +718,12 @@ def _frame_writer(ws: object) -> _FrameWriter | None:
     write = getattr(writer, "_write_websocket_frame", None)
     transport = getattr(writer, "transport", None)
     if getattr(writer, "compress", 1) or not callable(write):
+        return None
+    try:  # the private method this relies on is (message, opcode, rsv) in aiohttp 3.14; else await
+        parameters = list(inspect.signature(write).parameters)
+    except (TypeError, ValueError):
+        return None
+    if parameters != ["message", "opcode", "rsv"]:
         return None
     if not callable(getattr(transport, "is_closing", None)):
         return None
