@@ -292,6 +292,9 @@ def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: 
 
         def terminate() -> None:
             dump("end")
+            # After the window (it takes tens of ms): what a full collection has to walk, beyond the frozen.
+            tracked = {"tracked": len(gc.get_objects()), "frozen": gc.get_freeze_count()}
+            (workdir / "gc_end.json").write_text(json.dumps(tracked))
             stop.set()
 
         running.add_signal_handler(signal.SIGUSR1, dump, "start")
@@ -838,6 +841,7 @@ def run_step(
         start, end = prometheus(workdir / "metrics_start.txt"), prometheus(workdir / "metrics_end.txt")
         clock_start = json.loads((workdir / "clock_start.json").read_text())
         clock_end = json.loads((workdir / "clock_end.json").read_text())
+        gc_end = json.loads((workdir / "gc_end.json").read_text())
         gateway_log = (workdir / "gateway.log").read_text(errors="replace")
     speed = [speed_before, core_speed(gateway_core)]
     set_up = result["calls_set_up"]
@@ -888,6 +892,7 @@ def run_step(
         }
         | {"max_lateness_ms_whole_run": round(clock_end["max_lateness_ms"], 2)},
         "gateway_gc_pauses": clock_end.get("gc"),
+        "gateway_gc_objects": gc_end,
         "fake_cpu_percent": round(cpu[fake.pid], 1),
         "fake_gc_pauses": fake_report["gc"],
         "fake_loop_stalls_ms": [round(ms, 1) for _, ms in fake_stalls],
