@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import collections
 import contextlib
 import gc
 import importlib.util
@@ -290,14 +291,26 @@ def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: 
             pauses.reset()
             (workdir / f"clock_{name}.json").write_text(json.dumps(clock))
 
+        def count_objects() -> None:
+            # Right after the window, calls still up (it takes tens of ms): what a full collection walks
+            # besides the frozen start-up objects, and the most common kinds.
+            objects = gc.get_objects()
+            kinds = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+            tracked = {
+                "tracked": len(objects),
+                "frozen": gc.get_freeze_count(),
+                "sessions": len(gateway.sessions),
+                "kinds": kinds.most_common(12),
+            }
+            del objects
+            (workdir / "gc_objects.json").write_text(json.dumps(tracked))
+
         def terminate() -> None:
             dump("end")
-            # After the window (it takes tens of ms): what a full collection has to walk, beyond the frozen.
-            tracked = {"tracked": len(gc.get_objects()), "frozen": gc.get_freeze_count()}
-            (workdir / "gc_end.json").write_text(json.dumps(tracked))
             stop.set()
 
         running.add_signal_handler(signal.SIGUSR1, dump, "start")
+        running.add_signal_handler(signal.SIGUSR2, count_objects)
         running.add_signal_handler(signal.SIGTERM, terminate)
         (workdir / "gateway_port").write_text(str(gateway.ua.address[1]))
         await stop.wait()
@@ -629,6 +642,10 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
             ended = sum(1 for call in up if call.ended)
             (workdir / "window_end").write_text(str(time.time()))
+            for _ in range(50):  # the calls stay up while the gateway counts its objects (bounded wait)
+                if (workdir / "gc_objects.json").exists():
+                    break
+                await asyncio.sleep(0.1)
             await asyncio.gather(*(call.hangup() for call in up if not call.ended), return_exceptions=True)
             rtp.close()
         ssrc = np.frombuffer(arrivals.ssrc, dtype=np.uint64)
@@ -823,6 +840,7 @@ def run_step(
             busy_after, total_after = core_ticks(core)
             busy[core] = 100 * (busy_after - busy_before) / max(1, total_after - total_before)
         steady_rss = rss_mib(gateway.pid)
+        gateway.send_signal(signal.SIGUSR2)  # count its objects, after the window's CPU was read
         peak_rss = max(peak_rss, steady_rss)
         try:
             caller.wait(calls / 20 + 60)
@@ -841,7 +859,8 @@ def run_step(
         start, end = prometheus(workdir / "metrics_start.txt"), prometheus(workdir / "metrics_end.txt")
         clock_start = json.loads((workdir / "clock_start.json").read_text())
         clock_end = json.loads((workdir / "clock_end.json").read_text())
-        gc_end = json.loads((workdir / "gc_end.json").read_text())
+        gc_path = workdir / "gc_objects.json"
+        gc_objects = json.loads(gc_path.read_text()) if gc_path.exists() else None
         gateway_log = (workdir / "gateway.log").read_text(errors="replace")
     speed = [speed_before, core_speed(gateway_core)]
     set_up = result["calls_set_up"]
@@ -892,7 +911,7 @@ def run_step(
         }
         | {"max_lateness_ms_whole_run": round(clock_end["max_lateness_ms"], 2)},
         "gateway_gc_pauses": clock_end.get("gc"),
-        "gateway_gc_objects": gc_end,
+        "gateway_gc_objects": gc_objects,
         "fake_cpu_percent": round(cpu[fake.pid], 1),
         "fake_gc_pauses": fake_report["gc"],
         "fake_loop_stalls_ms": [round(ms, 1) for _, ms in fake_stalls],
