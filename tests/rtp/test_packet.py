@@ -22,6 +22,7 @@ from voicelive_sip.rtp.packet import (
     build_rtp_header,
     is_rtcp,
     parse_rtcp,
+    plain_rtp_header,
     serialize_rtcp,
 )
 
@@ -144,3 +145,21 @@ def test_receiver_report_wire_format() -> None:
 def test_malformed_rtcp_raises_parse_error(data: bytes) -> None:
     with pytest.raises(RtcpParseError):
         parse_rtcp(data)
+
+
+def test_plain_header_shortcut_agrees_with_the_parser_and_declines_the_rest() -> None:
+    plain = bytes.fromhex("80 80 12 34 00 00 00 a0 de ad be ef") + b"\xff" * 160
+    packet = RtpPacket.parse(plain)
+    assert plain_rtp_header(plain) == (
+        packet.payload_type,
+        packet.marker,
+        packet.sequence_number,
+        packet.timestamp,
+        packet.ssrc,
+    )
+    padded = bytes.fromhex("a0 00 00 01 00 00 00 00 00 00 00 01") + b"\xff" * 4 + b"\x00\x04"
+    extended = bytes.fromhex("90 00 00 01 00 00 00 00 00 00 00 01 be de 00 00")
+    with_csrc = bytes.fromhex("81 00 00 01 00 00 00 00 00 00 00 01 00 00 00 02")
+    version_1 = bytes.fromhex("40 00 00 01 00 00 00 00 00 00 00 01")
+    for other in (padded, extended, with_csrc, version_1, plain[:11]):
+        assert plain_rtp_header(other) is None

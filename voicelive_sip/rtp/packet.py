@@ -21,6 +21,7 @@ __all__ = [
     "build_rtp_header",
     "is_rtcp",
     "parse_rtcp",
+    "plain_rtp_header",
     "serialize_rtcp",
 ]
 
@@ -156,6 +157,19 @@ def build_rtp_header(
     return _RTP_HEADER.pack(
         0x80, (0x80 if marker else 0) | payload_type, sequence_number & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
     )
+
+
+def plain_rtp_header(data: bytes) -> tuple[int, bool, int, int, int] | None:
+    """(payload type, marker, sequence, timestamp, SSRC) of a plain packet, read in place, else None.
+
+    Plain: version 2 without padding, extension or CSRCs, what every G.711 peer sends; its payload is
+    `data[RTP_HEADER_SIZE:]`. For anything else use `RtpPacket.parse`, which checks the rest. The receive path
+    of every call takes this shortcut, so it builds no `RtpPacket`.
+    """
+    if len(data) < RTP_HEADER_SIZE or data[0] != 0x80:
+        return None
+    _, second, sequence_number, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
+    return second & 0x7F, second > 0x7F, sequence_number, timestamp, ssrc
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ import asyncio
 import os
 import random
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from voicelive_sip.rtp.events import ByeReceived, DtmfReceived, MediaEvent, Medi
 from voicelive_sip.rtp.jitter import Frame, JitterBuffer
 from voicelive_sip.rtp.outbound import OutboundBuffer
 from voicelive_sip.rtp.packet import (
+    RTP_HEADER_SIZE,
     Bye,
     ReceiverReport,
     ReportBlock,
@@ -41,6 +41,7 @@ from voicelive_sip.rtp.packet import (
     build_rtp_header,
     is_rtcp,
     parse_rtcp,
+    plain_rtp_header,
     serialize_rtcp,
 )
 from voicelive_sip.rtp.stats import ReceptionStatistics
@@ -64,10 +65,6 @@ CLOCK_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz: what the media clock sends per tick
 RTCP_INTERVAL: Final = 5.0  # RFC 3550 §6.2 minimum
 NTP_EPOCH_OFFSET: Final = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
-_SENDING: Final = frozenset({"sendrecv", "sendonly"})  # directions that let us send media
-_RECEIVING: Final = frozenset({"sendrecv", "recvonly"})
-RTP_FIXED_HEADER_SIZE: Final = 12
-_RTP_AFTER_FIRST_OCTET: Final = struct.Struct("!BHII")  # M+PT, sequence, timestamp, SSRC
 MAX_SEND_BACKLOG: Final = 64 * 1024  # bytes queued in the transport before we drop instead of buffering
 BIND_ATTEMPTS: Final = 16
 
@@ -251,7 +248,6 @@ class RtpSession(asyncio.DatagramProtocol):
         self._timestamp_base = self._rng.getrandbits(32)
         self._last_tick: int | None = None
         self._talking = False
-        self._dtmf_pending = False  # digits queued on dtmf_sender (checked once per tick)
         self._last_rtp_timestamp = self._timestamp_base
         self._last_send_time = 0.0
         self._sent_since_report = False
@@ -487,39 +483,28 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.dtmf_payload_type is None:
             raise RuntimeError("no telephone-event payload type was negotiated")
         self.dtmf_sender.send(digit, duration_ms)
-        self._dtmf_pending = True
 
     def on_tick(self, tick: int) -> None:
-        """Called by the media clock every 20 ms: send one packet (audio, silence or DTMF).
-
-        The busiest code of a gateway (once per call every 20 ms), so it touches as few objects as it can:
-        with hundreds of calls their state does not stay in the CPU cache between ticks.
-        """
-        last = self._last_tick
-        if last is None:
+        """Called by the media clock every 20 ms: send one packet (audio, silence or DTMF)."""
+        if self._last_tick is None:
             self._timestamp_base = (self._timestamp_base - tick * FRAME_SAMPLES) & 0xFFFFFFFF
-        elif tick != last + 1:
+        elif tick != self._last_tick + 1:
             self._talking = False  # ticks were skipped: the timestamp jumps, so mark the next talk-spurt
         self._last_tick = tick
-        transport = self._transport
-        if transport is None or self.direction not in _SENDING:
-            return
-        # Symmetric RTP: to the latched source, else to the address from SDP (`send_address`).
-        address = self._source if self.symmetric and self._source is not None else self.remote
-        if address is None:
-            return
         # RFC 3550 §5.1: the timestamp follows the sampling clock (160 per 20 ms), whether or not we send.
         timestamp = (self._timestamp_base + tick * FRAME_SAMPLES) & 0xFFFFFFFF
-        if self._dtmf_pending:
-            event = self.dtmf_sender.tick(timestamp)
-            self._dtmf_pending = self.dtmf_sender.active
-            if event is not None and self.dtmf_payload_type is not None:
-                self._send(
-                    transport, address, self.dtmf_payload_type, event.marker, event.timestamp, event.payload
-                )
-                self._dtmf_sent += 1
-                self._talking = False
-                return
+        address = self.send_address
+        transport = self._transport
+        if address is None or transport is None or not self.sending:
+            return
+        event = self.dtmf_sender.tick(timestamp) if self.dtmf_sender.active else None
+        if event is not None and self.dtmf_payload_type is not None:
+            self._send(
+                transport, address, self.dtmf_payload_type, event.marker, event.timestamp, event.payload
+            )
+            self._dtmf_sent += 1
+            self._talking = False
+            return
         payload = self.outbound.pull()
         if payload is None:
             payload = self._silence
@@ -545,11 +530,9 @@ class RtpSession(asyncio.DatagramProtocol):
         if transport.get_write_buffer_size() > MAX_SEND_BACKLOG:
             self._send_dropped += 1  # the kernel is not draining: drop rather than queue without bound
             return
-        sequence = self._sequence
-        transport.sendto(
-            build_rtp_header(payload_type, marker, sequence, timestamp, self.ssrc) + payload, address
-        )
-        self._sequence = (sequence + 1) & 0xFFFF
+        header = build_rtp_header(payload_type, marker, self._sequence, timestamp, self.ssrc)
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        transport.sendto(header + payload, address)
         self._packets_sent += 1
         self._octets_sent += len(payload)
         self._last_rtp_timestamp = timestamp
@@ -563,24 +546,14 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.rtcp_mux and is_rtcp(data):
             self.rtcp_received(data, addr)
             return
-        if self.remote is None or self.direction not in _RECEIVING:
+        if self.remote is None or not self.receiving:
             self._ignored += 1  # before the answer, or on hold: not ours to play
             return
-        if data[:1] == b"\x80" and len(data) >= RTP_FIXED_HEADER_SIZE:
-            # Version 2 without padding, extension or CSRCs: what every G.711 peer sends. Read the header in
-            # place; anything else goes through the full parser and its checks.
-            second, sequence, timestamp, ssrc = _RTP_AFTER_FIRST_OCTET.unpack_from(data, 1)
+        plain = plain_rtp_header(data)
+        if plain is not None:
+            payload_type, marker, sequence, timestamp, ssrc = plain
             now = self._loop.time()
-            self._receive(
-                second & 0x7F,
-                sequence,
-                timestamp,
-                ssrc,
-                data[RTP_FIXED_HEADER_SIZE:],
-                second > 0x7F,
-                addr,
-                now,
-            )
+            self._receive(payload_type, sequence, timestamp, ssrc, data[RTP_HEADER_SIZE:], marker, addr, now)
         else:
             try:
                 packet = RtpPacket.parse(data)

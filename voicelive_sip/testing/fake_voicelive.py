@@ -466,10 +466,8 @@ class _ServerConnection:
         kind = str(ev.get("type"))
         if kind == "input_audio_buffer.append":
             audio = binascii.a2b_base64(ev.get("audio") or "")
-            if len(self.record.events) < self.fake.max_recorded_events:
-                self.record.events.append({"type": kind, "audio_bytes": len(audio)})
-            if self.fake._waiting:
-                await self.fake._notify()
+            self._record({"type": kind, "audio_bytes": len(audio)})
+            await self.fake._notify()
             await self._on_audio(audio)
             return
         self._record(ev)
@@ -536,8 +534,7 @@ class _ServerConnection:
         `vad_threshold_dbfs`; the windows are judged together and walked one by one only where the state
         can change (speech starting, or silence inside speech), so a steady stream costs a few numpy calls.
         """
-        rate = self.input_rate
-        window = rate * _VAD_WINDOW_MS // 1000
+        window = self.input_rate * _VAD_WINDOW_MS // 1000
         if len(self.vad_pending):
             energy = np.concatenate((self.vad_pending, energy))
         usable = len(energy) - len(energy) % window
@@ -547,21 +544,20 @@ class _ServerConnection:
         # RMS/32768 > 10^(dBFS/20)  <=>  sum of squares > window * 32768^2 * 10^(dBFS/10)
         threshold = window * 32768.0**2 * 10.0 ** (self.fake.vad_threshold_dbfs / 10.0)
         voiced: list[bool] = (energy[:usable].reshape(-1, window).sum(axis=1) > threshold).tolist()
-        count = len(voiced)
         if self.speech_item is None and not any(voiced):
             self.timeline_samples += usable
             return
         if self.speech_item is not None and all(voiced):
             self.timeline_samples += usable
-            self.last_voice_ms = self.timeline_samples * 1000.0 / rate
+            self.last_voice_ms = self._ms(self.timeline_samples)
             return
         silence_ms = float(turn.get("silence_duration_ms") or 500)
         prefix_ms = float(turn.get("prefix_padding_ms") or 0)
-        for index in range(count):
-            start_ms = self.timeline_samples * 1000.0 / rate
+        for is_voiced in voiced:
+            start_ms = self._ms(self.timeline_samples)
             self.timeline_samples += window
-            end_ms = self.timeline_samples * 1000.0 / rate
-            if voiced[index]:
+            end_ms = self._ms(self.timeline_samples)
+            if is_voiced:
                 self.last_voice_ms = end_ms
                 if self.speech_item is None:
                     await self._speech_started(max(0.0, start_ms - prefix_ms), turn)

@@ -44,9 +44,8 @@ from voicelive_sip.voicelive.session_config import build_session, greeting_respo
 Credential = AzureKeyCredential | AsyncTokenCredential
 State = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
 
-_APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
-_APPEND_SUFFIX = '"}'
-_APPEND_PREFIX_BYTES, _APPEND_SUFFIX_BYTES = _APPEND_PREFIX.encode(), _APPEND_SUFFIX.encode()
+_APPEND_PREFIX = b'{"type":"input_audio_buffer.append","audio":"'
+_APPEND_SUFFIX = b'"}'
 _MAX_TRACKED_ITEMS = 64
 _WRITE_NOW_LIMIT = 64 * 1024  # bytes in the transport's buffer above which appends await the drain
 # What a broken socket or the SDK raises on send/receive (the SDK's ConnectionError is an AzureError).
@@ -197,9 +196,7 @@ class VoiceLiveSession:
             self._buffer_outage(data)
             return
         try:
-            await send(
-                _APPEND_PREFIX + binascii.b2a_base64(data, newline=False).decode("ascii") + _APPEND_SUFFIX
-            )
+            await send(_append_event(data).decode("ascii"))
         except _SEND_ERRORS:
             # The frame never left: keep it for the next connection; the receive loop handles the drop.
             self._buffer_outage(data)
@@ -221,7 +218,7 @@ class VoiceLiveSession:
         if not data:
             return True
         try:
-            write(_APPEND_PREFIX_BYTES + binascii.b2a_base64(data, newline=False) + _APPEND_SUFFIX_BYTES)
+            write(_append_event(data))
         except _SEND_ERRORS:
             self._buffer_outage(data)  # the receive loop notices the drop and reconnects
             return True
@@ -408,9 +405,7 @@ class VoiceLiveSession:
         pending = self._replay.take() + self._outage.take()
         while pending:
             for data in pending:
-                await send(
-                    _APPEND_PREFIX + binascii.b2a_base64(data, newline=False).decode("ascii") + _APPEND_SUFFIX
-                )
+                await send(_append_event(data).decode("ascii"))
                 self._sent(data)
             # Frames that arrived while we were flushing go out before the session goes live.
             pending = self._outage.take()
@@ -682,6 +677,11 @@ _HANDLERS: Mapping[str, _Handler] = {
 }
 
 
+def _append_event(data: bytes) -> bytes:
+    """`input_audio_buffer.append` for `data` (wire format) as JSON, without a dict or `json.dumps`."""
+    return _APPEND_PREFIX + binascii.b2a_base64(data, newline=False) + _APPEND_SUFFIX
+
+
 class _WriteTransport(Protocol):
     # asyncio's and uvloop's stream transports alike (uvloop's are not asyncio.Transport instances).
     def is_closing(self) -> bool: ...
@@ -725,8 +725,6 @@ def _frame_writer(ws: object) -> _FrameWriter | None:
         return None
     if parameters != ["message", "opcode", "rsv"]:
         return None
-    if not callable(getattr(transport, "is_closing", None)):
-        return None
-    if not callable(getattr(transport, "get_write_buffer_size", None)):
+    if not all(callable(getattr(transport, name, None)) for name in ("is_closing", "get_write_buffer_size")):
         return None
     return _FrameWriter(write, cast(_WriteTransport, transport))
