@@ -376,12 +376,11 @@ def fake_process(workdir: Path, pace: float, core: int, loop: str) -> None:
 
 
 class Arrivals:
-    """Every RTP packet received during the window: SSRC, sequence, RTP timestamp, kernel and user ns."""
+    """Every RTP packet received during the window: SSRC, RTP timestamp, kernel and user ns, audio or fill."""
 
     def __init__(self) -> None:
         self.active = False
         self.ssrc = array.array("Q")
-        self.sequence = array.array("l")
         self.timestamp = array.array("q")
         self.kernel_ns = array.array("q")
         self.user_ns = array.array("q")
@@ -499,9 +498,8 @@ class CallerMedia:
                     kernel = seconds * 1_000_000_000 + nanos
             if not kernel:
                 arrivals.no_kernel_stamp += 1
-            _, _, sequence, timestamp, ssrc = unpack(data)
+            _, _, _, timestamp, ssrc = unpack(data)
             arrivals.ssrc.append(ssrc)
-            arrivals.sequence.append(sequence)
             arrivals.timestamp.append(timestamp)
             arrivals.kernel_ns.append(kernel)
             arrivals.user_ns.append(user)
