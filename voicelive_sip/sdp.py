@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final, Literal, TypeGuard
 
+from .codecs.names import Codec
+
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 
 # A bigger body is not an SDP a phone would send; refuse it before splitting it into lines.
@@ -818,6 +820,39 @@ def _offered_codecs(media: MediaDescription, codecs: dict[int, RtpMap]) -> str:
     return ", ".join(names) or "none"
 
 
+def choose_codec(
+    offer: SessionDescription, codecs: Sequence[str] = ("PCMU", "PCMA"), *, srtp: bool = False
+) -> Codec:
+    """The codec `answer_offer` will settle on for `offer`: our priority among its first usable audio stream.
+
+    Called once per call when the INVITE arrives; the choice is stored and the answer made with just that codec.
+    Raises NoCommonCodec (answer 488), or SdpError when the usable stream has no address.
+    """
+    priority = _check_codecs(codecs)
+    reasons: list[str] = []
+    for media in offer.media:
+        if media.media != "audio" or media.port == 0:
+            continue
+        if media.proto in _SRTP_PROTOS:
+            if not srtp or _pick_crypto(media) is None:
+                reasons.append(f"m=audio {media.proto} without an SDES crypto suite we can use")
+                continue
+        elif media.proto not in _PLAIN_RTP_PROTOS:
+            reasons.append(f"m=audio with unsupported transport {media.proto}")
+            continue
+        codecs_offered = media.codecs()
+        offered = {_g711_name(rtpmap) for rtpmap in codecs_offered.values()}
+        chosen = next((name for name in priority if name in offered), None)
+        if chosen is None:
+            reasons.append(f"offered codecs: {_offered_codecs(media, codecs_offered)}")
+            continue
+        if offer.media_connection(media) is None:
+            raise SdpError(f"m=audio {media.port} has no c= line at media or session level")
+        return Codec(chosen)
+    detail = "; ".join(reasons) if reasons else "the offer has no active audio stream"
+    raise NoCommonCodec(f"no common audio codec with {'/'.join(priority)}: {detail}")
+
+
 def answer_offer(
     offer: SessionDescription,
     *,
@@ -1044,6 +1079,7 @@ __all__ = [
     "SdpError",
     "SessionDescription",
     "answer_offer",
+    "choose_codec",
     "build_offer",
     "is_direction",
     "parse_answer",
