@@ -171,7 +171,7 @@ def test_what_counts_as_a_secret_key(key: str, secret: bool) -> None:
 async def test_call_context_follows_each_call_and_stays_there() -> None:
     out = io.StringIO()
     configure_logging(stream=out)
-    log = structlog.get_logger("voicelive_sip.call")
+    log = structlog.get_logger("voicelive_sip.bridge")
 
     async def call(call_id: str, remote: tuple[str, int]) -> None:
         with bind_call_context(call_id=call_id, remote=remote):

@@ -8,7 +8,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 # After __version__: submodules (metrics) read it while the package is still importing.
-from .call import CallSession, CallSummary
+from .bridge import CallSession, CallSummary
 from .config import Settings
 from .gateway import Gateway
 from .sip.ua import UserAgent

@@ -17,7 +17,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .call import CallSummary
+from .bridge import CallSummary
 from .config import GatewaySettings, MediaSettings, Settings, SipSettings
 from .gateway import Gateway
 from .testing.fake_voicelive import FakeReply, FakeVoiceLive

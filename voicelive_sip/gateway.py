@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from .call import CallSession, CallSummary, DtmfHandler, RecordingHook
+from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
 from .config import Settings, VoiceLiveSettings
 from .logs import bind_call_context
 from .metrics import GatewayMetrics

@@ -46,7 +46,7 @@ from .voicelive import (
 )
 from .voicelive.tools import CallInfo, Tool, ToolRunner
 
-log = structlog.get_logger("voicelive_sip.call")
+log = structlog.get_logger("voicelive_sip.bridge")
 
 HANG_UP = "hang_up"
 UPLINK_BUFFER_BYTES = 8000 * 5  # five seconds of G.711 waiting for the WebSocket, at most
