@@ -587,8 +587,8 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
     quiet_logs()
     from voicelive_sip.codecs import g711
     from voicelive_sip.config import MediaSettings, SipSettings
-    from voicelive_sip.sip.call import CallFailed, OutgoingCall
-    from voicelive_sip.sip.ua import UserAgent
+    from voicelive_sip.aio import CallFailed, OutgoingCall
+    from voicelive_sip.aio import UserAgent
 
     arrivals = Arrivals()
     t = np.arange(int(8000 * TALK_SECONDS)) / 8000

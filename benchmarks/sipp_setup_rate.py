@@ -38,7 +38,7 @@ def serve(port_file: Path, core: int, max_transactions: int | None, loop: str = 
     import structlog
 
     from voicelive_sip.config import SipSettings
-    from voicelive_sip.sip.ua import UserAgent
+    from voicelive_sip.aio import UserAgent
 
     os.sched_setaffinity(0, {core})
     # Per-call info logs would measure the terminal, not the user agent.

@@ -12,7 +12,7 @@ import asyncio
 
 from voicelive_sip import Gateway, Settings
 from voicelive_sip.config import VoiceLiveSettings, load_settings
-from voicelive_sip.sip.call import IncomingCall
+from voicelive_sip.aio import IncomingCall
 from voicelive_sip.sip.uri import SipUri
 
 LINES: dict[str, dict[str, object]] = {

@@ -58,14 +58,16 @@ def test_every_problem_is_listed_with_its_variable_and_no_secret(monkeypatch: py
 
 
 def test_wildcard_binds_without_an_advertised_address_are_flagged() -> None:
+    from voicelive_sip.aio import advertised_address_problems
     from voicelive_sip.config import MediaSettings
-    from voicelive_sip.sip.ua import advertised_address_problems
 
-    assert advertised_address_problems(SipSettings(), MediaSettings()) == []
-    wildcard = SipSettings(local_address="0.0.0.0"), MediaSettings(address="0.0.0.0")
-    problems = advertised_address_problems(*wildcard)
+    def problems_of(sip: SipSettings, media: MediaSettings) -> list[str]:
+        return advertised_address_problems(sip.agent_options(media))
+
+    assert problems_of(SipSettings(), MediaSettings()) == []
+    problems = problems_of(SipSettings(local_address="0.0.0.0"), MediaSettings(address="0.0.0.0"))
     assert [p.split()[0] for p in problems] == ["SIP_LOCAL_ADDRESS", "MEDIA_ADDRESS"]
-    fixed = advertised_address_problems(
+    fixed = problems_of(
         SipSettings(local_address="0.0.0.0", via_address="192.0.2.10"),
         MediaSettings(address="0.0.0.0", public_address="192.0.2.10"),
     )

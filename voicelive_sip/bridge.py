@@ -1,9 +1,13 @@
-"""CallSession: one SIP call bridged to one Voice Live session: barge-in, DTMF, tools, transfer, recording."""
+"""CallSession: one call bridged to one Voice Live session: barge-in, DTMF, tools, transfer, recording.
+
+The bridge talks to the caller's audio only through a `MediaLeg` (RTP today); SIP and SDP appear only where a
+session is built (`accept`, `call`) and where a re-INVITE changes the RTP parameters.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,15 +17,8 @@ from typing import Any, Literal
 
 import structlog
 
-from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
-from .metrics import GatewayMetrics
-from .recording import CallRecorder, recording_path
-from .rtp.clock import MediaClock
-from .rtp.events import DtmfReceived, MediaTimeout
-from .rtp.jitter import Frame
-from .rtp.session import PortPool, RtpSession
-from .sdp import LocalSdpSession, NegotiatedMedia, NoCommonCodec, answer_offer
-from .sip.call import (
+from ._tasks import TaskSet
+from .aio import (
     Call,
     CallEnded,
     CallFailed,
@@ -29,8 +26,17 @@ from .sip.call import (
     InfoDtmf,
     MediaUpdated,
     OutgoingCall,
+    UserAgent,
 )
-from .sip.ua import UserAgent
+from .codecs.names import Codec
+from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
+from .media import MediaLeg
+from .metrics import GatewayMetrics
+from .recording import CallRecorder, recording_path
+from .rtp.clock import MediaClock
+from .rtp.events import DtmfReceived, MediaTimeout
+from .rtp.session import PortPool, RtpSession
+from .sdp import NegotiatedMedia
 from .voicelive import (
     AudioDelta,
     Closed,
@@ -49,42 +55,87 @@ from .voicelive.tools import CallInfo, Tool, ToolRunner
 log = structlog.get_logger("voicelive_sip.bridge")
 
 HANG_UP = "hang_up"
-UPLINK_BUFFER_BYTES = 8000 * 5  # five seconds of G.711 waiting for the WebSocket, at most
 TRANSFER = "transfer_call"
 DtmfHandler = Callable[[str], Awaitable[None] | None]
 RecordingHook = Callable[[Path], Awaitable[None] | None]
+MediaUpdate = Callable[[NegotiatedMedia], None]
+Ending = Literal["hang_up", "transferred"]
+
+
+class BuiltinTools:
+    """The built-in `hang_up` and `transfer_call` tools a deployment enabled, written with `@tool`.
+
+    Their schemas and argument parsing come from `Tool` like any application tool; they act on the call of
+    the `CallSession` they are bound to (`bind`), which happens once the call is set up.
+    """
+
+    def __init__(self, gateway: GatewaySettings) -> None:
+        self.gateway = gateway
+        self._session: CallSession | None = None
+        tools: list[Tool[..., Any]] = []
+        if gateway.hang_up_tool:
+            tools.append(
+                Tool(
+                    self.hang_up,
+                    name=HANG_UP,
+                    description="End the call. Say goodbye first: the call ends after you finish speaking.",
+                )
+            )
+        if gateway.transfer_tool:
+            allowed = ", ".join(gateway.transfer_allowed)
+            description = "Transfer the caller to another number or SIP address (blind transfer)." + (
+                f" Allowed targets: {allowed}." if allowed else ""
+            )
+            tools.append(Tool(self.transfer_call, name=TRANSFER, description=description))
+        self.runner = ToolRunner(tools, timeout=gateway.tool_timeout)
+
+    @property
+    def definitions(self) -> list[dict[str, Any]]:
+        """The built-ins' entries for the `tools` of a `session.update`."""
+        return self.runner.definitions
+
+    def bind(self, session: CallSession) -> None:
+        """Act on this session's call from now on."""
+        self._session = session
+
+    async def hang_up(self) -> dict[str, bool]:
+        """End the call after the goodbye has played."""
+        session = self._bound()
+        session._ending = "hang_up"
+        session._log.info("call.hang_up_requested")
+        return {"ok": True}
+
+    async def transfer_call(self, target: str) -> dict[str, Any]:
+        """Blind transfer (REFER) to an allowed target; the gateway leaves the call once it worked.
+
+        Args:
+            target: Number or SIP URI to transfer to.
+        """
+        session = self._bound()
+        target = target.strip()
+        allowed = self.gateway.transfer_allowed
+        if not target or (allowed and not any(target.startswith(a) for a in allowed)):
+            return {"ok": False, "reason": f"transfer to {target or '(none)'} is not allowed"}
+        session._log.info("call.transfer", target=target)
+        try:
+            status = await session.call.refer(target)
+        except CallFailed as error:
+            status = error.status_code
+        if 200 <= status < 300:
+            session.summary.end_reason = "transferred"
+            session._ending = "transferred"
+            return {"ok": True}
+        return {"ok": False, "status": status, "reason": "the transfer did not go through"}
+
+    def _bound(self) -> CallSession:
+        if self._session is None:
+            raise RuntimeError("built-in tools run only for a call (BuiltinTools.bind)")
+        return self._session
 
 
 def builtin_tools(gateway: GatewaySettings) -> list[dict[str, Any]]:
     """Function definitions of the built-in tools a deployment enabled."""
-    tools: list[dict[str, Any]] = []
-    if gateway.hang_up_tool:
-        tools.append(
-            {
-                "type": "function",
-                "name": HANG_UP,
-                "description": "End the call. Say goodbye first: the call ends after you finish speaking.",
-                "parameters": {"type": "object", "properties": {}, "required": []},
-            }
-        )
-    if gateway.transfer_tool:
-        allowed = ", ".join(gateway.transfer_allowed)
-        tools.append(
-            {
-                "type": "function",
-                "name": TRANSFER,
-                "description": "Transfer the caller to another number or SIP address (blind transfer)."
-                + (f" Allowed targets: {allowed}." if allowed else ""),
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "target": {"type": "string", "description": "Number or SIP URI to transfer to."}
-                    },
-                    "required": ["target"],
-                },
-            }
-        )
-    return tools
+    return BuiltinTools(gateway).definitions
 
 
 @dataclass(slots=True)
@@ -100,7 +151,7 @@ class CallSummary:
     duration_s: float = 0.0
     end_reason: str = ""
     ended_by: str = ""
-    codec: str | None = None
+    codec: Codec | None = None
     packets_sent: int = 0
     packets_received: int = 0
     packets_lost: int = 0
@@ -116,29 +167,35 @@ class CallSummary:
 
 
 class CallSession:
-    """Bridges one call to Voice Live: build it with `accept()` or `dial()`, then `run()`."""
+    """Bridges one call to Voice Live: build it with `accept()` or `place()`, then `run()`."""
 
     def __init__(
         self,
         call: Call,
-        rtp: RtpSession,
+        media: MediaLeg,
         voicelive: VoiceLiveSession,
         *,
         gateway: GatewaySettings | None = None,
         tools: ToolRunner | None = None,
+        builtins: BuiltinTools | None = None,
         recorder: CallRecorder | None = None,
         on_dtmf: DtmfHandler | None = None,
         on_recording: RecordingHook | None = None,
+        on_media_update: MediaUpdate | None = None,
         direction: str = "inbound",
     ) -> None:
         self.call = call
-        self.rtp = rtp
+        self.media = media
         self.voicelive = voicelive
         self.gateway = gateway or GatewaySettings()
         self.tools = tools
+        self.builtins = builtins or BuiltinTools(self.gateway)
+        self.builtins.bind(self)
         self.recorder = recorder
         self.on_dtmf = on_dtmf
         self.on_recording = on_recording
+        # A re-INVITE (hold, resume, refresh) re-negotiated the media: the leg's signalling-specific update.
+        self.on_media_update = on_media_update
         loop = asyncio.get_running_loop()
         self._loop = loop
         caller, callee = _parties(call)
@@ -146,29 +203,23 @@ class CallSession:
         self._answered_at: float | None = None
         self._log = log.bind(call_id=call.call_id)
         self._item: str | None = None  # the assistant item whose audio is playing
-        self._item_mark = 0  # played-frame count at which that item starts
-        self._item_bytes = 0
+        self._item_start_ms = 0  # the media leg's playout position at which that item starts
         self._interrupted: set[str] = set()
         self._responding = False
-        self._hangup_requested = False
+        self._ending: Ending | None = None  # set by a built-in tool that ends the call
         self._digits: list[str] = []
         self._digit_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
         self._done = asyncio.Event()
         self._first_played: float | None = None
         self._downlink_since: float | None = None  # arrival of agent audio that found nothing queued ahead
         self._downlink_processing = 0.0
-        self.rtp.on_played = self._played
-        self._uplink_buffer = bytearray()
-        self._uplink_ready = asyncio.Event()
-        self._uplink_since = 0.0
-        self._uplink_sending = False  # the uplink task is awaiting a send: later frames queue behind it
         self._silence_mark = 0
         self.metrics: GatewayMetrics | None = None
+        self.media.on_played = self._played
+        self.voicelive.on_delayed_send = self._uplink_delayed
         # Caller audio from here on arrives by callback; what came before (since the answer) is handed over.
-        for frame in self.rtp.take_frames():
-            self._caller_frame(frame)
-        self.rtp.on_frame = self._caller_frame
+        self.media.receive(self._caller_frame)
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -189,19 +240,19 @@ class CallSession:
         """Ring and connect Voice Live in parallel; answer when ready (or at once); 503 if it fails."""
         started = asyncio.get_running_loop().time()
         gateway = settings.gateway
-        codec = _expected_codec(call, settings.media)
-        if codec is None:
-            await call.reject(488)
-            raise CallFailed(488, "no common codec")
-        runner = _runner(tools, gateway)
-        voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, credential, call.call_id)
+        # The user agent chose the codec from the offer once; without an offer we offer our first choice.
+        codec = call.codec or Codec.parse(settings.media.codecs[0])
+        runner, builtins = _runner(tools, gateway), BuiltinTools(gateway)
+        voicelive = _new_voicelive(
+            settings, voicelive_settings, codec, runner, builtins, credential, call.call_id
+        )
         connecting = asyncio.ensure_future(voicelive.connect())
         try:
             await call.ring()
             rtp = await _open_rtp(pool, clock, settings.media)
         except BaseException as error:
             connecting.cancel()
-            await _quietly(voicelive.close())
+            await voicelive.close()
             if not isinstance(error, CallFailed):
                 log.warning("call.setup_failed", call_id=call.call_id, error=repr(error))
                 await call.reject(503, "Service Unavailable")
@@ -218,7 +269,7 @@ class CallSession:
                 await connecting
         except VoiceLiveError as error:
             rtp.close()
-            await _quietly(voicelive.close())
+            await voicelive.close()
             log.warning("call.voicelive_unavailable", call_id=call.call_id, error=str(error))
             if call.state.value == "offered":
                 await call.reject(gateway.unavailable_status, "Voice Live Unavailable")
@@ -228,15 +279,17 @@ class CallSession:
         except BaseException:
             connecting.cancel()
             rtp.close()
-            await _quietly(voicelive.close())
+            await voicelive.close()
             raise
-        session = cls._build(call, rtp, voicelive, settings, runner, on_dtmf, on_recording, "inbound")
+        session = cls._build(
+            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "inbound"
+        )
         session.metrics = metrics
         session._media_up(media, started)
         return session
 
     @classmethod
-    async def dial(
+    async def place(
         cls,
         ua: UserAgent,
         target: str,
@@ -252,12 +305,15 @@ class CallSession:
         timeout: float | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> CallSession:
-        """Place a call (the agent calls someone); Voice Live connects while it rings."""
+        """Place a call (the agent calls someone), wait for the answer; Voice Live connects while it rings.
+
+        Not named `call`: that is the session's signalling call (`session.call`). Waits like `Gateway.call`.
+        """
         started = asyncio.get_running_loop().time()
         gateway = settings.gateway
-        codec = settings.media.codecs[0]
-        runner = _runner(tools, gateway)
-        voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, credential, None)
+        codec = Codec.parse(settings.media.codecs[0])
+        runner, builtins = _runner(tools, gateway), BuiltinTools(gateway)
+        voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, builtins, credential, None)
         rtp = await _open_rtp(pool, clock, settings.media)
         connecting = asyncio.ensure_future(voicelive.connect())
         try:
@@ -274,9 +330,11 @@ class CallSession:
         except BaseException:
             connecting.cancel()
             rtp.close()
-            await _quietly(voicelive.close())
+            await voicelive.close()
             raise
-        session = cls._build(call, rtp, voicelive, settings, runner, on_dtmf, on_recording, "outbound")
+        session = cls._build(
+            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "outbound"
+        )
         session.metrics = metrics
         session._media_up(media, started)
         return session
@@ -289,24 +347,27 @@ class CallSession:
         voicelive: VoiceLiveSession,
         settings: Settings,
         runner: ToolRunner,
+        builtins: BuiltinTools,
         on_dtmf: DtmfHandler | None,
         on_recording: RecordingHook | None,
         direction: str,
     ) -> CallSession:
         recorder = None
         if settings.gateway.recording_dir:
-            law = "alaw" if call.media is not None and call.media.codec == "PCMA" else "ulaw"
             path = recording_path(Path(settings.gateway.recording_dir), call.call_id, datetime.now(UTC))
-            recorder = CallRecorder(path, law=law)
+            codec = call.media.codec if call.media is not None else voicelive.codec
+            recorder = CallRecorder(path, law=Codec.parse(codec).law)
         return cls(
             call,
             rtp,
             voicelive,
             gateway=settings.gateway,
             tools=runner,
+            builtins=builtins,
             recorder=recorder,
             on_dtmf=on_dtmf,
             on_recording=on_recording,
+            on_media_update=functools.partial(_apply_media, rtp),
             direction=direction,
         )
 
@@ -315,37 +376,26 @@ class CallSession:
         self.summary.started = started
         self._answered_at = now
         self.summary.answered_after_ms = (now - started) * 1000
-        if media is not None:
-            self._apply_media(media)
+        if media is not None and self.on_media_update is not None:
+            self.on_media_update(media)
+        self.summary.codec = self.media.codec
         self._log.info(
             "sip.media_active", codec=self.summary.codec, answer_ms=round(self.summary.answered_after_ms)
         )
 
-    def _apply_media(self, media: NegotiatedMedia) -> None:
-        self.summary.codec = media.codec
-        self.rtp.set_remote(
-            media.remote_rtp,
-            media.remote_rtcp,
-            payload_type=media.payload_type,
-            codec=media.codec,
-            dtmf_pt=media.dtmf_payload_type,
-            rtcp_mux=media.rtcp_mux,
-            ptime=media.ptime,
-        )
-        self.rtp.set_direction(media.local_direction)
-
     # -- running -------------------------------------------------------------------------------------------
     async def run(self) -> CallSummary:
         """Bridge until the call ends; returns the summary (also logged as `call.summary`)."""
-        jobs = [self._uplink(), self._downlink(), self._sip_events(), self._media_events()]
-        workers = [asyncio.ensure_future(job) for job in jobs]
+        workers = TaskSet()
+        workers.spawn(self._downlink(), name="call.downlink")
+        workers.spawn(self._sip_events(), name="call.sip_events")
+        workers.spawn(self._media_events(), name="call.media_events")
         try:
             await self.voicelive.greet()
             await self._done.wait()
         finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            workers.cancel()
+            await workers.wait()
             await self._finish()
         return self.summary
 
@@ -356,48 +406,19 @@ class CallSession:
     def _stop(self) -> None:
         self._done.set()
 
-    def _caller_frame(self, frame: Frame) -> None:
-        """Called by the RTP session for each frame out of the jitter buffer: straight to the WebSocket."""
+    def _caller_frame(self, payload: bytes) -> None:
+        """Called by the media leg for each caller frame (after its jitter buffer): straight to Voice Live."""
         now = self._loop.time()
         if self.recorder is not None:
-            self.recorder.caller(frame.payload, now)
-        if (
-            not self._uplink_buffer
-            and not self._uplink_sending
-            and self.voicelive.send_audio_nowait(frame.payload)
-        ):
-            if self.metrics is not None:
-                self.metrics.latency("uplink", self._loop.time() - now)
-            return
-        # Not connected, backed up, or earlier audio still on its way: the uplink task sends it, in order.
-        if not self._uplink_buffer:
-            self._uplink_since = now
-        if len(self._uplink_buffer) < UPLINK_BUFFER_BYTES:  # bounded: the sender is stuck, keep the oldest
-            self._uplink_buffer += frame.payload
-        self._uplink_ready.set()
+            self.recorder.caller(payload, now)
+        # Written to the WebSocket now, or kept in order in the session's one outage backlog (bounded).
+        if self.voicelive.queue_audio(payload) and self.metrics is not None:
+            self.metrics.latency("uplink", self._loop.time() - now)
 
-    async def _uplink(self) -> None:
-        """Caller audio → Voice Live when it cannot be written at once (see `_caller_frame`).
-
-        While the session reconnects or the socket is backed up, whatever arrived since the last send goes in
-        one append, in order; the session buffers it across an outage.
-        """
-        buffer, ready, loop = self._uplink_buffer, self._uplink_ready, self._loop
-        while True:
-            await ready.wait()
-            ready.clear()
-            if not buffer:
-                continue
-            data, since = bytes(buffer), self._uplink_since
-            buffer.clear()
-            self._uplink_sending = True
-            try:
-                await self.voicelive.send_audio(data)
-            finally:
-                self._uplink_sending = False
-            if self.metrics is not None:
-                # Gateway-added, uplink: out of the jitter buffer (whose wait is intentional) to the socket.
-                self.metrics.latency("uplink", loop.time() - since)
+    def _uplink_delayed(self, waited: float) -> None:
+        # Gateway-added, uplink: audio that waited in the session's backlog while the socket was backed up.
+        if self.metrics is not None:
+            self.metrics.latency("uplink", waited)
 
     async def _downlink(self) -> None:
         async for event in self.voicelive.events():
@@ -413,10 +434,10 @@ class CallSession:
                     self.summary.input_tokens += event.usage.input_tokens
                     self.summary.output_tokens += event.usage.output_tokens
                     self.summary.total_tokens += event.usage.total_tokens
-                if self._hangup_requested:
-                    self._spawn(self._hang_up_after_goodbye())
+                if self._ending == "hang_up":
+                    self._tasks.spawn(self._hang_up_after_goodbye(), name="call.hang_up")
             elif isinstance(event, FunctionCall):
-                self._spawn(self._tool_call(event))
+                self._tasks.spawn(self._tool_call(event), name=f"call.tool.{event.name}")
             elif isinstance(event, InputTranscript):
                 self._transcript("caller", event.transcript)
             elif isinstance(event, OutputTranscript):
@@ -428,38 +449,36 @@ class CallSession:
             elif isinstance(event, Closed):
                 if event.error is not None:
                     # Voice Live failed for good: play nothing stale, say why, end the call.
-                    self.rtp.clear()
+                    self.media.clear()
                     self._log.error("call.voicelive_failed", reason=event.reason, error=str(event.error))
                     if self.metrics is not None:
                         self.metrics.voicelive_error("failed")
                     self.summary.end_reason = "voicelive-failed"
-                    await _quietly(self.call.hangup())
+                    await self._end_call()
                 self._stop()
                 return
 
     def _agent_audio(self, event: AudioDelta) -> None:
+        media = self.media
         if event.item_id in self._interrupted:
             return  # a reply the caller already cut off: stale audio never plays
         if event.item_id != self._item:
-            # The new item starts after whatever is still queued (RFC-style playout accounting, in frames).
-            queued_frames = -(-len(self.rtp.outbound) // 160)
+            # The new item starts playing after whatever is still queued.
             self._item = event.item_id
-            self._item_mark = self.rtp.playout_mark() + queued_frames
-            self._item_bytes = 0
-        elif self.rtp.silence_frames_sent > self._silence_mark:
+            self._item_start_ms = media.played_ms + media.queued_ms
+        elif media.silence_frames_sent > self._silence_mark:
             # Silence went out between two chunks of the same reply: the caller heard a gap (underrun).
             self._log.debug("media.underrun", item_id=event.item_id)
             if self.metrics is not None:
                 self.metrics.underrun()
-        if not len(self.rtp.outbound) and self._downlink_since is None:
+        if not media.queued_ms and self._downlink_since is None:
             # Nothing queued ahead: the gateway's own delay is reading it to here, then the clock's lateness.
             now = self._loop.time()
             self._downlink_since = now
             self._downlink_processing = now - event.received_at if event.received_at else 0.0
-        self._item_bytes += len(event.audio)
         self._log.debug("voicelive.audio_delta", item_id=event.item_id, bytes=len(event.audio))
-        self.rtp.enqueue(event.audio)
-        self._silence_mark = self.rtp.silence_frames_sent
+        media.enqueue(event.audio)
+        self._silence_mark = media.silence_frames_sent
 
     def _played(self, payload: bytes) -> None:
         now = self._loop.time()
@@ -467,8 +486,7 @@ class CallSession:
             if self.metrics is not None:
                 # Waiting for the call's next 20 ms slot is pacing, not the gateway's doing: count only how
                 # late the clock sent it after it could have (the slot's deadline, or the enqueue if later).
-                clock = self.rtp.clock
-                could_send = max(self._downlink_since, clock.slot_deadline if clock is not None else 0.0)
+                could_send = max(self._downlink_since, self.media.frame_deadline)
                 self.metrics.latency("downlink", self._downlink_processing + max(0.0, now - could_send))
             self._downlink_since = None
         if self._first_played is None and self._answered_at is not None:
@@ -480,12 +498,13 @@ class CallSession:
 
     async def _barge_in(self, cause: str) -> None:
         """Within the same event: drop queued audio, then cancel the reply and truncate at what was heard."""
-        dropped = self.rtp.clear()
+        dropped = self.media.clear()
         self._downlink_since = None
         item = self._item
         if item is None or (dropped == 0 and not self._responding):
             return
-        heard_ms = max(0, min(self.rtp.played_ms(self._item_mark), self._item_bytes // 8))
+        # The media leg's playout position is the one count of what the caller heard.
+        heard_ms = max(0, self.media.played_ms - self._item_start_ms)
         self._interrupted.add(item)
         if len(self._interrupted) > 256:
             self._interrupted.pop()
@@ -497,8 +516,9 @@ class CallSession:
     async def _sip_events(self) -> None:
         async for event in self.call.events():
             if isinstance(event, MediaUpdated):
-                # Hold, resume, refresh: the same RTP session and the same Voice Live session carry on.
-                self._apply_media(event.media)
+                # Hold, resume, refresh: the same media leg and the same Voice Live session carry on.
+                if self.on_media_update is not None:
+                    self.on_media_update(event.media)
                 self._log.info("call.media_updated", on_hold=event.media.on_hold)
             elif isinstance(event, InfoDtmf):
                 await self._dtmf(event.digit)
@@ -510,13 +530,20 @@ class CallSession:
                 return
 
     async def _media_events(self) -> None:
-        async for event in self.rtp.events():
+        async for event in self.media.events():
             if isinstance(event, DtmfReceived):
                 await self._dtmf(event.event.digit)
             elif isinstance(event, MediaTimeout):
                 self._log.warning("media.timeout", idle_s=event.idle)
                 self.summary.end_reason = "media-timeout"
-                await _quietly(self.call.hangup())
+                await self._end_call()
+
+    async def _end_call(self) -> None:
+        """Hang up from our side; the call is over for us either way: a failed BYE is logged, not raised."""
+        try:
+            await self.call.hangup()
+        except (CallFailed, OSError) as error:
+            self._log.warning("call.hangup_failed", error_type=type(error).__name__, error=str(error))
 
     # -- DTMF ----------------------------------------------------------------------------------------------
     async def _dtmf(self, digit: str) -> None:
@@ -544,65 +571,38 @@ class CallSession:
             return
         keys = " ".join(self._digits)
         self._digits.clear()
-        self._spawn(self.voicelive.add_user_text(f"[The caller pressed on the phone keypad: {keys}]"))
+        self._tasks.spawn(
+            self.voicelive.add_user_text(f"[The caller pressed on the phone keypad: {keys}]"),
+            name="call.dtmf",
+        )
 
     # -- tools ---------------------------------------------------------------------------------------------
     async def _tool_call(self, event: FunctionCall) -> None:
-        if event.name == HANG_UP and self.gateway.hang_up_tool:
-            self._hangup_requested = True
-            self._log.info("call.hang_up_requested")
-            await self.voicelive.send_function_output(event.call_id, json.dumps({"ok": True}), respond=False)
-            if not self._responding:
-                await self._hang_up_after_goodbye()
-            return
-        if event.name == TRANSFER and self.gateway.transfer_tool:
-            await self._transfer(event)
-            return
-        if self.tools is None:
+        direction: Literal["inbound", "outbound"] = (
+            "outbound" if isinstance(self.call, OutgoingCall) else "inbound"
+        )
+        info = CallInfo(self.call.call_id, self.summary.caller, self.summary.callee, direction)
+        # Built-in tools win over an application tool of the same name, as their names are reserved.
+        runner = self.builtins.runner if self.builtins.runner.has(event.name) else self.tools
+        if runner is None:
             output = json.dumps({"error": {"type": "unknown_tool", "message": f"no tool {event.name}"}})
         else:
-            direction: Literal["inbound", "outbound"] = (
-                "outbound" if isinstance(self.call, OutgoingCall) else "inbound"
-            )
-            info = CallInfo(self.call.call_id, self.summary.caller, self.summary.callee, direction)
-            output = await self.tools.run(event.name, event.arguments, call=info)
-        await self.voicelive.send_function_output(event.call_id, output)
+            output = await runner.run(event.name, event.arguments, call=info)
+        ending = self._ending
+        # A built-in tool that ends the call wants no reply: the goodbye is already spoken (or being spoken).
+        await self.voicelive.send_function_output(event.call_id, output, respond=ending is None)
+        if ending == "transferred":
+            await self._end_call()  # RFC 5589 §6.1: the transferor leaves once the transfer worked
+        elif ending == "hang_up" and not self._responding:
+            await self._hang_up_after_goodbye()
 
     async def _hang_up_after_goodbye(self) -> None:
         """Let the goodbye finish playing (bounded), then BYE."""
         deadline = self._loop.time() + self.gateway.goodbye_timeout
-        while (len(self.rtp.outbound) or self._responding) and self._loop.time() < deadline:
+        while (self.media.queued_ms or self._responding) and self._loop.time() < deadline:
             await asyncio.sleep(0.02)
         self.summary.end_reason = "agent-hangup"
-        await _quietly(self.call.hangup())
-
-    async def _transfer(self, event: FunctionCall) -> None:
-        try:
-            target = str(json.loads(event.arguments or "{}").get("target", "")).strip()
-        except (ValueError, AttributeError):
-            target = ""
-        allowed = self.gateway.transfer_allowed
-        if not target or (allowed and not any(target.startswith(a) for a in allowed)):
-            result: dict[str, Any] = {
-                "ok": False,
-                "reason": f"transfer to {target or '(none)'} is not allowed",
-            }
-            await self.voicelive.send_function_output(event.call_id, json.dumps(result))
-            return
-        self._log.info("call.transfer", target=target)
-        try:
-            status = await self.call.refer(target)
-        except CallFailed as error:
-            status = error.status_code
-        if 200 <= status < 300:
-            self.summary.end_reason = "transferred"
-            await self.voicelive.send_function_output(event.call_id, json.dumps({"ok": True}), respond=False)
-            await _quietly(
-                self.call.hangup()
-            )  # RFC 5589 §6.1: the transferor leaves once the transfer worked
-            return
-        result = {"ok": False, "status": status, "reason": "the transfer did not go through"}
-        await self.voicelive.send_function_output(event.call_id, json.dumps(result))
+        await self._end_call()
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def _transcript(self, role: str, text: str) -> None:
@@ -614,21 +614,15 @@ class CallSession:
             del self.summary.transcript[0]
         self._log.info("call.transcript", role=role, text=text)
 
-    def _spawn(self, job: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(job)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _finish(self) -> None:
         if self._digit_timer is not None:
             self._digit_timer.cancel()
         if not self.call.ended:
-            await _quietly(self.call.hangup())
-        for task in list(self._tasks):
-            task.cancel()
-        await _quietly(self.voicelive.close())
-        stats = self.rtp.stats
-        self.rtp.close()
+            await self._end_call()
+        self._tasks.cancel()
+        await self.voicelive.close()
+        stats = self.media.stats
+        self.media.close()
         s = self.summary
         s.duration_s = round(self._loop.time() - (self._answered_at or s.started), 3)
         s.packets_sent = stats.packets_sent
@@ -647,6 +641,7 @@ class CallSession:
                     if isinstance(result, Awaitable):
                         await result
                 except Exception:
+                    # The application's hook: anything can fail in it, and the summary must still go out.
                     self._log.exception("call.recording_hook_failed", path=str(s.recording))
         self._log.info(
             "call.summary",
@@ -677,21 +672,18 @@ def _parties(call: Call) -> tuple[str, str]:
     return "", ""
 
 
-def _expected_codec(call: IncomingCall, media: MediaSettings) -> str | None:
-    """The codec the answer will pick (our priority among the offer's), so Voice Live opens in that law."""
-    if call.offer is None:
-        return media.codecs[0]
-    try:
-        _, negotiated = answer_offer(
-            call.offer,
-            local_address="127.0.0.1",
-            local_port=9,
-            session=LocalSdpSession(),
-            codecs=media.codecs,
-        )
-    except NoCommonCodec:
-        return None
-    return negotiated.codec
+def _apply_media(rtp: RtpSession, media: NegotiatedMedia) -> None:
+    """The SDP outcome (answer or re-INVITE) applied to the call's RTP leg."""
+    rtp.set_remote(
+        media.remote_rtp,
+        media.remote_rtcp,
+        payload_type=media.payload_type,
+        codec=media.codec,
+        dtmf_pt=media.dtmf_payload_type,
+        rtcp_mux=media.rtcp_mux,
+        ptime=media.ptime,
+    )
+    rtp.set_direction(media.local_direction)
 
 
 def _runner(tools: Sequence[Tool[Any, Any]], gateway: GatewaySettings) -> ToolRunner:
@@ -701,16 +693,17 @@ def _runner(tools: Sequence[Tool[Any, Any]], gateway: GatewaySettings) -> ToolRu
 def _new_voicelive(
     settings: Settings,
     voicelive_settings: VoiceLiveSettings | None,
-    codec: str,
+    codec: Codec,
     runner: ToolRunner,
+    builtins: BuiltinTools,
     credential: Any,
     call_id: str | None,
 ) -> VoiceLiveSession:
     """The call's Voice Live session, in the call's G.711 law, with the application's and built-in tools."""
     return VoiceLiveSession(
         voicelive_settings or settings.voicelive,
-        call_codec="pcma" if codec == "PCMA" else "pcmu",
-        tools=runner.definitions + builtin_tools(settings.gateway),
+        codec=codec,
+        tools=runner.definitions + builtins.definitions,
         credential=credential,
         call_id=call_id,
     )
@@ -726,9 +719,4 @@ async def _open_rtp(pool: PortPool, clock: MediaClock, media: MediaSettings) -> 
     )
 
 
-async def _quietly(job: Awaitable[Any]) -> None:
-    with contextlib.suppress(Exception):
-        await job
-
-
-__all__ = ["CallSession", "CallSummary", "builtin_tools"]
+__all__ = ["BuiltinTools", "CallSession", "CallSummary", "builtin_tools"]

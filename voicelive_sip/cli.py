@@ -199,8 +199,8 @@ async def _serve(settings: Settings, fake: bool) -> int:
 
 
 async def _call(settings: Settings, uri: str, fake: bool) -> int:
+    from .aio import CallFailed
     from .gateway import Gateway
-    from .sip.call import CallFailed
 
     running_fake = await _with_fake(settings) if fake else None
     try:
@@ -229,13 +229,12 @@ async def _call(settings: Settings, uri: str, fake: bool) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from .sip.registration import RegistrationFailed
-    from .sip.ua import UserAgent, advertised_address_problems
+    from .aio import RegistrationFailed, UserAgent, advertised_address_problems
     from .voicelive import VoiceLiveError, VoiceLiveSession
 
     ok = True
     _status("✓ configuration is valid")
-    for problem in advertised_address_problems(settings.sip, settings.media):
+    for problem in advertised_address_problems(settings.sip.agent_options(settings.media)):
         _status(f"⚠ {problem}")
     _status(f"… Voice Live handshake with {settings.voicelive.endpoint}")
     try:

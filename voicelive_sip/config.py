@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .aio.options import UserAgentOptions
+from .errors import VoiceLiveSipError
 from .logs import LoggingSettings
 
 AudioFormat = Literal["g711", "g711_ulaw", "g711_alaw", "pcm16_16000", "pcm16_24000"]
@@ -288,6 +290,44 @@ class SipSettings(BaseSettings):
 
     _split_lists = field_validator("transports", "allow_from", mode="before")(_csv)
 
+    def agent_options(self, media: MediaSettings | None = None) -> UserAgentOptions:
+        """These settings (and the media settings' SDP part) as the plain data `UserAgent` takes."""
+        media = media or MediaSettings()
+        password = self.auth_password.get_secret_value() if self.auth_password else None
+        inbound = self.inbound_auth_password.get_secret_value() if self.inbound_auth_password else None
+        return UserAgentOptions(
+            local_address=self.local_address,
+            port=self.port,
+            via_address=self.via_address,
+            transports=tuple(self.transports),
+            server=self.server,
+            user=self.user,
+            auth_user=self.auth_user,
+            auth_realm=self.auth_realm,
+            auth_password=password,
+            register_enabled=self.register_enabled,
+            register_expires=self.register_expires,
+            display_name=self.display_name,
+            user_agent=self.user_agent,
+            max_calls=self.max_calls,
+            busy_status=self.busy_status,
+            allow_from=tuple(self.allow_from),
+            inbound_auth_user=self.inbound_auth_user,
+            inbound_auth_password=inbound,
+            session_expires=self.session_expires,
+            min_se=self.min_se,
+            invite_timeout=self.invite_timeout,
+            t1=self.t1,
+            tcp_idle_timeout=self.tcp_idle_timeout,
+            max_tcp_connections=self.max_tcp_connections,
+            max_transactions=self.max_transactions,
+            max_requests_per_second=self.max_requests_per_second,
+            media_address=media.address,
+            media_public_address=media.public_address,
+            codecs=tuple(media.codecs),
+            ptime=media.ptime,
+        )
+
 
 class MediaSettings(BaseSettings):
     """RTP: bind address, port range, codecs and timers."""
@@ -406,7 +446,7 @@ class Settings(BaseSettings):
         }
 
 
-class ConfigError(Exception):
+class ConfigError(VoiceLiveSipError):
     """Invalid configuration: one line per problem, naming the environment variable."""
 
     def __init__(self, problems: list[str]) -> None:

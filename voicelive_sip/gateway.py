@@ -10,15 +10,13 @@ from typing import Any
 
 import structlog
 
+from .aio import CallFailed, IncomingCall, Registration, RegistrationState, UserAgent
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
 from .config import Settings, VoiceLiveSettings
 from .logs import bind_call_context
 from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool
-from .sip.call import CallFailed, IncomingCall
-from .sip.registration import Registration, RegistrationState
-from .sip.ua import UserAgent
 from .voicelive.tools import Tool
 
 log = structlog.get_logger("voicelive_sip.gateway")
@@ -146,7 +144,7 @@ class Gateway:
 
     async def call(self, target: str, *, voicelive_settings: VoiceLiveSettings | None = None) -> CallSession:
         """Place an outbound call bridged to Voice Live; returns its running session once answered."""
-        session = await CallSession.dial(
+        session = await CallSession.place(
             self.ua,
             target,
             settings=self.settings,

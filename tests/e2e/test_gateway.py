@@ -16,7 +16,7 @@ import pytest
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import GatewaySettings, MediaSettings, Settings, SipSettings
 from voicelive_sip.gateway import Gateway
-from voicelive_sip.sip.call import CallFailed
+from voicelive_sip.aio import CallFailed
 from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
 from voicelive_sip.testing.fake_voicelive import FakeFaults
 

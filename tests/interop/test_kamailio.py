@@ -10,8 +10,8 @@ import pytest
 
 from tests.interop.conftest import LOCALHOST, Kamailio, RunningUa, Sipp, scenario
 from voicelive_sip.config import SipSettings
-from voicelive_sip.sip.registration import RegistrationFailed, RegistrationState
-from voicelive_sip.sip.ua import UserAgent
+from voicelive_sip.aio import RegistrationFailed, RegistrationState
+from voicelive_sip.aio import UserAgent
 
 pytestmark = pytest.mark.interop
 

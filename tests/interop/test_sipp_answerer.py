@@ -16,7 +16,7 @@ from tests.interop.conftest import (
     digest_params,
     scenario,
 )
-from voicelive_sip.sip.call import CallFailed
+from voicelive_sip.aio import CallFailed
 
 pytestmark = pytest.mark.interop
 

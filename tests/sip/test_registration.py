@@ -9,11 +9,10 @@ from typing import cast
 
 import pytest
 
+from voicelive_sip.aio import RegistrationFailed, RegistrationState, UserAgent
 from voicelive_sip.config import SipSettings
 from voicelive_sip.sip import Request, make_response, parse_message
 from voicelive_sip.sip.auth import DigestServer, VerifyOutcome
-from voicelive_sip.sip.registration import RegistrationFailed, RegistrationState
-from voicelive_sip.sip.ua import UserAgent
 
 
 class Registrar(asyncio.DatagramProtocol):

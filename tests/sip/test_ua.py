@@ -9,10 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from voicelive_sip.config import MediaSettings, SipSettings
-from voicelive_sip.sdp import LocalSdpSession, SessionDescription, build_offer
-from voicelive_sip.sip import Request, Response, make_response, parse_message
-from voicelive_sip.sip.call import (
+from voicelive_sip.aio import (
     Answered,
     CallEnded,
     CallFailed,
@@ -21,8 +18,11 @@ from voicelive_sip.sip.call import (
     MediaUpdated,
     SessionRefreshed,
     TransferRequested,
+    UserAgent,
 )
-from voicelive_sip.sip.ua import UserAgent
+from voicelive_sip.config import MediaSettings, SipSettings
+from voicelive_sip.sdp import LocalSdpSession, SessionDescription, build_offer
+from voicelive_sip.sip import Request, Response, make_response, parse_message
 
 
 def settings(**overrides: Any) -> SipSettings:
@@ -40,9 +40,11 @@ async def answer(call: IncomingCall) -> None:
 
 
 @asynccontextmanager
-async def agent(handler: Handler | None = answer, **overrides: Any) -> AsyncIterator[UserAgent]:
+async def agent(
+    handler: Handler | None = answer, *, media: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[UserAgent]:
     """A started UA whose application runs `handler` for every incoming call."""
-    ua = UserAgent(settings(**overrides))
+    ua = UserAgent(settings(**overrides), MediaSettings(**(media or {})))
     await ua.start()
     ua.seen = []  # type: ignore[attr-defined]
 
@@ -183,8 +185,7 @@ async def test_reject(status: int) -> None:
 
 
 async def test_no_common_codec_is_488() -> None:
-    async with agent() as bob, agent(None) as alice:
-        bob.media_settings = MediaSettings(codecs=["PCMU"])
+    async with agent(media={"codecs": ["PCMU"]}) as bob, agent(None) as alice:
         with pytest.raises(CallFailed) as failed:
             await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000, codecs=["PCMA"])
         assert failed.value.status_code == 488
@@ -355,18 +356,17 @@ async def test_session_timer_refresh_and_expiry() -> None:
         assert call.session_interval == incoming.session_interval == 1800
         assert call.we_refresh and not incoming.we_refresh
         loop = asyncio.get_running_loop()
-        assert call._timer is not None and call._timer.when() - loop.time() == pytest.approx(900, abs=5)
-        assert incoming._timer is not None and incoming._timer.when() - loop.time() == pytest.approx(
-            1768, abs=5
-        )
-        await alice._refresh(call)  # what the refresher's timer runs at half the interval
+        assert call.session_timer is not None and incoming.session_timer is not None
+        assert call.session_timer.get_timer() - loop.time() == pytest.approx(900, abs=5)
+        assert incoming.session_timer.get_timer() - loop.time() == pytest.approx(1768, abs=5)
+        await call.refresh_session()  # what the refresher's timer runs at half the interval
         refreshed = await asyncio.wait_for(_first(incoming, SessionRefreshed), 5)
         assert refreshed == SessionRefreshed(1800)
         # Now the refresher goes quiet and the interval is (artificially) short: the other side ends the call.
-        if call._timer is not None:
-            call._timer.cancel()
-        incoming.session_interval = 1
-        bob._arm_session_timer(incoming)
+        call.session_timer.interval = 10**6
+        call._arm_session_timer()
+        incoming.session_timer.interval = 1
+        incoming._arm_session_timer()
         ended = await asyncio.wait_for(call.wait_ended(), 5)
         assert ended.reason == "bye" and ended.by == "remote"
         assert (await incoming.wait_ended()).reason == "session-expired"

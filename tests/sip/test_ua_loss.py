@@ -9,11 +9,10 @@ from collections import Counter
 
 import pytest
 
+from voicelive_sip.aio import IncomingCall, UserAgent
+from voicelive_sip.aio.transport import TransportLayer
 from voicelive_sip.config import SipSettings
-from voicelive_sip.sip.call import IncomingCall
 from voicelive_sip.sip.events import Outgoing
-from voicelive_sip.sip.transport import TransportLayer
-from voicelive_sip.sip.ua import UserAgent
 
 LOSS = 0.3
 

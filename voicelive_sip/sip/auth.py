@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from voicelive_sip.errors import VoiceLiveSipError
 from voicelive_sip.sip.errors import LocalProtocolError, SipParseError
 
 __all__ = [
@@ -83,7 +84,7 @@ _NONCE_SALT_BYTES = 8
 _NONCE_MAC_BYTES = 16
 
 
-class DigestAuthError(Exception):
+class DigestAuthError(VoiceLiveSipError):
     """We cannot answer the peer's challenge (no supported scheme, algorithm, qop or realm)."""
 
 

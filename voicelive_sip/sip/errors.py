@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import LocalProtocolError, RemoteProtocolError
 
-class SipParseError(ValueError):
+
+class SipParseError(RemoteProtocolError):
     """The peer sent something that is not valid SIP; `status_code`/`reason` say what a UA should answer."""
 
     def __init__(self, detail: str, *, status_code: int = 400, reason: str = "Bad Request") -> None:
@@ -20,5 +22,4 @@ class SipParseError(ValueError):
         return f"SipParseError({self.detail!r}, status_code={self.status_code}, reason={self.reason!r})"
 
 
-class LocalProtocolError(RuntimeError):
-    """The application asked the SIP core for something the protocol does not allow."""
+__all__ = ["LocalProtocolError", "SipParseError"]

@@ -25,17 +25,24 @@ import numpy.typing as npt
 import soxr
 import structlog
 
+from voicelive_sip.aio import (
+    Call,
+    CallEnded,
+    CallFailed,
+    InfoDtmf,
+    MediaUpdated,
+    TransferRequested,
+    UserAgent,
+)
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import MediaSettings, SipSettings
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import DTMF_DIGITS
 from voicelive_sip.rtp.events import DtmfReceived, MediaEvent, MediaTimeout
 from voicelive_sip.rtp.jitter import Frame
-from voicelive_sip.rtp.session import CODECS, FRAME_SAMPLES, PortPool, RtpSession
+from voicelive_sip.rtp.session import FRAME_SAMPLES, PortPool, RtpSession
 from voicelive_sip.sdp import NegotiatedMedia
-from voicelive_sip.sip.call import Call, CallEnded, CallFailed, InfoDtmf, MediaUpdated, TransferRequested
 from voicelive_sip.sip.errors import LocalProtocolError
-from voicelive_sip.sip.ua import UserAgent
 
 __all__ = [
     "QUESTION_WAV",
@@ -353,7 +360,7 @@ class PhoneCall:
         self._changed.set()
 
     def _on_frame(self, frame: Frame) -> None:
-        law = CODECS[self.rtp.codec]
+        law = self.rtp.codec.law
         samples = g711.decode(law, frame.payload).astype(np.float64)
         received = ReceivedFrame(self._loop.time(), frame.payload, frame.concealed)
         self._heard.append((received, law, float(np.dot(samples, samples)), len(samples)))
@@ -470,7 +477,7 @@ class PhoneCall:
             # A re-INVITE that changes the codec replaces the outbound buffer: re-encode the rest.
             buffer = self.rtp.outbound
             mark = buffer.played_frames
-            data = g711.encode(CODECS[self.rtp.codec], pcm[sent:])
+            data = g711.encode(self.rtp.codec.law, pcm[sent:])
             frames = math.ceil(len(data) / FRAME_SAMPLES)
             queued = 0
             while buffer.played_frames - mark < frames and self.rtp.outbound is buffer:

@@ -16,10 +16,10 @@ from typing import cast
 
 import structlog
 
-from .errors import SipParseError
-from .events import Address, Outgoing
-from .framing import StreamFramer
-from .message import MAX_MESSAGE_SIZE, Request, Response, parse_message
+from ..sip.errors import SipParseError
+from ..sip.events import Address, Outgoing
+from ..sip.framing import StreamFramer
+from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 
 log = structlog.get_logger("voicelive_sip.sip.transport")
 

@@ -1,0 +1,476 @@
+"""The SIP endpoint on asyncio: transports in, the sans-I/O transaction layer, one timer, requests out.
+
+As in aioquic's protocol glue: a received message is fed to the core, the core's events are dispatched to the
+transaction user, what the core queued is sent, and one `loop.call_at` is re-armed for its next deadline.
+Requests we send go through here too (DNS, Via, the RFC 3261 §18.1.1 size rule, digest answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from .._tasks import TaskSet
+from ..errors import CallFailed, LocalProtocolError
+from ..sip.admission import Admission, Verdict
+from ..sip.auth import DigestAuthError, DigestClient
+from ..sip.dialog import Dialog, new_tag
+from ..sip.errors import SipParseError
+from ..sip.events import (
+    AckReceived,
+    AckTimeout,
+    Address,
+    Outgoing,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    TransactionEvent,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportFailed,
+)
+from ..sip.headers import NameAddress, Via
+from ..sip.message import Request, Response, error_response, make_response
+from ..sip.transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
+from ..sip.uas import to_tag
+from ..sip.uri import SipUri, TelUri, Uri, parse_uri
+from .options import UserAgentOptions
+from .transport import TransportLayer
+
+log = structlog.get_logger("voicelive_sip.sip.ua")
+
+UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
+MAX_DNS_CACHE = 1000
+
+
+class TransactionUser(Protocol):
+    """What the endpoint hands up: new requests, ACKs, missing ACKs, stray responses, ended transactions."""
+
+    def on_request(self, event: RequestReceived) -> None: ...
+    def on_ack(self, event: AckReceived) -> None: ...
+    def on_ack_timeout(self, event: AckTimeout) -> None: ...
+    def on_stray(self, event: StrayResponse) -> None: ...
+    def on_terminated(self, transaction: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A client transaction someone awaits: the first final response, and every response if they care."""
+
+    request: Request
+    destination: Address
+    transport: str
+    final: asyncio.Future[Response]
+    on_response: Callable[[Response], None] | None = None
+
+
+def target_uri(target: str, server: str | None) -> Uri:
+    """A dial string as a URI: a full URI as is, `user@host` as sip:, a bare number at `server`."""
+    if ":" not in target.split("@")[0] and not target.startswith(("sip:", "sips:", "tel:")):
+        if "@" not in target:
+            if not server:
+                raise LocalProtocolError(f"{target!r} has no host and SIP_SERVER is not set")
+            target = f"{target}@{server}"
+        target = "sip:" + target
+    return parse_uri(target)
+
+
+def as_sip_uri(text: str) -> SipUri:
+    """A host[:port] or SIP URI string as a SipUri; ValueError when it is another scheme."""
+    uri = parse_uri(text if text.startswith(("sip:", "sips:")) else "sip:" + text)
+    if not isinstance(uri, SipUri):
+        raise ValueError(f"not a SIP URI: {text!r}")
+    return uri
+
+
+class SipEndpoint:
+    """Transports plus transaction layer: the one place SIP messages enter and leave the process."""
+
+    def __init__(self, options: UserAgentOptions, user: TransactionUser) -> None:
+        self.options = options
+        self.user = user
+        self.layer = TransactionLayer(
+            Timers(t1=options.t1, t2=max(4.0, options.t1 * 8)), max_transactions=options.max_transactions
+        )
+        self.admission = Admission(rate=options.max_requests_per_second, allow_from=options.allow_from)
+        self.tasks = TaskSet()
+        self._transports: TransportLayer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._dns: dict[str, str] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        options = self.options
+        self._transports = TransportLayer(
+            self._on_message,
+            self._on_parse_error,
+            self._on_send_error,
+            max_connections=options.max_tcp_connections,
+            idle_timeout=options.tcp_idle_timeout,
+        )
+        await self._transports.start(options.local_address, options.port, options.transports)
+
+    async def close(self) -> None:
+        self.tasks.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transports is not None:
+            await self._transports.close()
+            self._transports = None
+
+    @property
+    def started(self) -> bool:
+        return self._transports is not None
+
+    @property
+    def transports(self) -> list[str]:
+        return self._transports.transports if self._transports is not None else []
+
+    @property
+    def address(self) -> Address:
+        """The bound (host, port) shared by UDP and TCP."""
+        assert self._transports is not None, "UserAgent not started"
+        return self._transports.address
+
+    @property
+    def via_host(self) -> str:
+        host = self.options.via_address or self.address[0]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+    @property
+    def aor(self) -> SipUri:
+        """Our address-of-record: SIP_USER, or user@our-address."""
+        user = self.options.user
+        if user:
+            uri = parse_uri(user if ":" in user.split("@")[0] else "sip:" + user)
+            if isinstance(uri, SipUri):
+                return uri
+        return SipUri(host=self.via_host, user="voicelive", port=self.address[1])
+
+    def contact(self, transport: str = "UDP") -> NameAddress:
+        params = (("transport", "tcp"),) if transport == "TCP" else ()
+        uri = SipUri(
+            host=self.via_host, user=self.aor.user or "voicelive", port=self.address[1], params=params
+        )
+        return NameAddress(uri, self.options.display_name)
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "UserAgent not started"
+        return self._loop
+
+    def spawn(self, job: Coroutine[Any, Any, Any], name: str) -> None:
+        self.tasks.spawn(job, name=name)
+
+    # -- receiving -------------------------------------------------------------------------------------
+    def _admit(self, source: Address, *, new_request: bool = True) -> bool:
+        verdict = self.admission.admit(source[0], self.now(), new_request=new_request)
+        if verdict is Verdict.REFUSED:
+            log.info("sip.source_refused", source=source)
+        elif verdict is Verdict.THROTTLED_FIRST:
+            log.warning("sip.rate_limited", source=source, limit=self.options.max_requests_per_second)
+        return verdict is Verdict.ADMIT
+
+    def _on_message(self, message: Request | Response, source: Address, transport: str) -> None:
+        if isinstance(message, Request):
+            fresh = message.method not in ("ACK", "CANCEL") and to_tag(message) is None
+            if not self._admit(source, new_request=fresh):
+                return
+            if "Via" in message.headers:
+                # RFC 3261 §18.2.1 and RFC 3581: note where the request really came from.
+                via = stamped = message.top_via
+                if via.host.strip("[]") != source[0]:
+                    stamped = stamped.with_param("received", source[0])
+                if via.wants_rport:
+                    stamped = stamped.with_param("rport", str(source[1]))
+                if stamped is not via:
+                    message.headers.replace_first("Via", stamped)
+        try:
+            self.layer.receive(message, source, transport, self.now())
+        except SipParseError as error:  # a header the transaction layer needed did not parse
+            self._answer_parse_error(error, message, source, transport)
+        except TransactionLimitReached:
+            if isinstance(message, Request) and message.method != "ACK":
+                self.stateless(make_response(message, 503, headers=[("Retry-After", "5")]), source, transport)
+        self.pump()
+
+    def _answer_parse_error(
+        self, error: SipParseError, message: Request | Response, source: Address, transport: str
+    ) -> None:
+        log.info("sip.parse_error", source=source, error=error.detail)
+        if isinstance(message, Request) and message.method != "ACK" and "Via" in message.headers:
+            response = Response(error.status_code, error.reason)
+            for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+                for value in message.headers.get_all(name):
+                    response.headers.add(name, value)
+            self.stateless(response, source, transport)
+
+    def _on_parse_error(self, error: SipParseError, source: Address, transport: str) -> None:
+        log.info(
+            "sip.parse_error",
+            source=source,
+            transport=transport,
+            error=error.detail,
+            status=error.status_code,
+        )
+        if not self._admit(source):
+            return
+        response = error_response(error)
+        if response is not None:
+            self.send_raw(response.serialize(), source, transport)
+
+    def _on_send_error(self, out: Outgoing, error: Exception) -> None:
+        if out.transaction is not None:
+            self.layer.transport_error(out.transaction, self.now())
+            self.pump()
+
+    # -- the engine ------------------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Dispatch every queued event, send every queued message, re-arm the timer."""
+        while (event := self.layer.next_event()) is not None:
+            try:
+                self._dispatch(event)
+            except Exception:  # one bad message must never stop the UA
+                log.exception("sip.dispatch_failed", kind=type(event).__name__)
+        self._transmit()
+
+    def _transmit(self) -> None:
+        if self._transports is None:
+            return
+        for out in self.layer.datagrams_to_send():
+            self._transports.send(out)
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        try:
+            self.layer.handle_timer(self.now())
+        except Exception:  # a broken transaction must not stop every other timer: log it and go on
+            log.exception("sip.timer_failed")
+        self.pump()  # re-arms the timer for whatever is due next
+
+    def _dispatch(self, event: TransactionEvent) -> None:
+        user = self.user
+        if isinstance(event, RequestReceived):
+            user.on_request(event)
+        elif isinstance(event, ResponseReceived):
+            pending = self._pending.get(event.transaction)
+            if pending is not None:
+                if pending.on_response is not None:
+                    pending.on_response(event.response)
+                if event.response.status_code >= 200 and not pending.final.done():
+                    pending.final.set_result(event.response)
+        elif isinstance(event, AckReceived):
+            user.on_ack(event)
+        elif isinstance(event, AckTimeout):
+            user.on_ack_timeout(event)
+        elif isinstance(event, TransactionTimeout | TransportFailed):
+            pending = self._pending.get(event.transaction)
+            if pending is not None and not pending.final.done():
+                # RFC 3261 §8.1.3.1: a timeout counts as 408, a transport failure as 503.
+                code = 408 if isinstance(event, TransactionTimeout) else 503
+                pending.final.set_result(make_response(pending.request, code))
+        elif isinstance(event, TransactionTerminated):
+            self._pending.pop(event.transaction, None)
+            user.on_terminated(event.transaction)
+        elif isinstance(event, StrayResponse):
+            user.on_stray(event)
+
+    # -- responding ------------------------------------------------------------------------------------
+    def respond(
+        self,
+        event: RequestReceived,
+        status_code: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, object]] = (),
+        body: bytes = b"",
+    ) -> None:
+        """Answer a server transaction (a To tag is added to a non-100 response that lacks one)."""
+        request = event.request
+        # RFC 3261 §8.2.6.2 (a request without any To, RFC 4475 insuf, still gets its 400).
+        if to_tag is None and status_code > 100 and "To" in request.headers and request.to.tag is None:
+            to_tag = new_tag()
+        response = make_response(request, status_code, reason, to_tag=to_tag, headers=headers, body=body)
+        response.headers.add("Server", self.options.user_agent)
+        self.layer.respond(event.transaction, response, self.now())
+
+    def stateless(self, response: Response, destination: Address, transport: str) -> None:
+        self.layer.send_stateless(response, destination, transport)
+
+    def acknowledge(self, transaction: str) -> None:
+        """Stop resending our 2xx to an INVITE (its dialog ended another way)."""
+        self.layer.acknowledge(transaction)
+
+    def send_raw(self, data: bytes, destination: Address, transport: str) -> None:
+        """Bytes outside any transaction: ACKs for 2xx and stateless error answers."""
+        if self._transports is not None:
+            self._transports.send(Outgoing(data, destination, transport))
+
+    def send_ack(self, dialog: Dialog, invite_seq: int, destination: Address, transport: str) -> bytes:
+        """The ACK for a 2xx (RFC 3261 §13.2.2.4): a transaction of its own with a new branch; returns it."""
+        ack = dialog.create_ack(invite_seq)
+        ack.headers.prepend(
+            "Via", Via(transport, self.via_host, self.address[1], (("branch", new_branch()),))
+        )
+        data = ack.serialize()
+        self.send_raw(data, destination, transport)
+        return data
+
+    # -- sending requests ------------------------------------------------------------------------------
+    async def resolve(self, uri: Uri) -> tuple[Address, str]:
+        """Next hop for a URI: maddr/host, port, transport (no RFC 3263 SRV/NAPTR: A/AAAA records only)."""
+        if isinstance(uri, TelUri):
+            if not self.options.server:
+                raise CallFailed(416, "tel: URI without SIP_SERVER to send it to")
+            uri = as_sip_uri(self.options.server)
+        if not isinstance(uri, SipUri):
+            raise CallFailed(416, f"unsupported URI scheme {uri.scheme}")
+        if uri.secure:
+            raise CallFailed(502, "sips: needs TLS, which this user agent does not offer yet")
+        host = (uri.maddr or uri.host).strip("[]")
+        transport = (uri.transport or "udp").upper()
+        if transport not in ("UDP", "TCP"):
+            raise CallFailed(502, f"unsupported transport {transport}")
+        if transport == "TCP" and "TCP" not in self.transports:
+            transport = "UDP"
+        return (await self._lookup(host), uri.port or 5060), transport
+
+    async def _lookup(self, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        cached = self._dns.get(host)
+        if cached is not None:
+            return cached
+        try:
+            infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except OSError as error:
+            raise CallFailed(502, f"cannot resolve {host}: {error}") from error
+        address = str(infos[0][4][0])
+        if len(self._dns) >= MAX_DNS_CACHE:
+            self._dns.clear()
+        self._dns[host] = address
+        return address
+
+    def send_request(
+        self,
+        request: Request,
+        destination: Address,
+        transport: str,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> asyncio.Future[Response]:
+        """Add our Via and User-Agent, pick UDP or TCP (size rule), start the client transaction."""
+        if request.method == "CANCEL":
+            return self._start(request, destination, transport, on_response)  # the INVITE's Via (§9.1)
+        if "User-Agent" not in request.headers:
+            request.headers.add("User-Agent", self.options.user_agent)
+        via = Via(transport, self.via_host, self.address[1], (("branch", new_branch()), ("rport", None)))
+        request.headers.prepend("Via", via)
+        if transport == "UDP" and "TCP" in self.transports and len(request.serialize()) > UDP_MTU_LIMIT:
+            # RFC 3261 §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
+            transport = "TCP"
+            request.headers.replace_first("Via", Via("TCP", via.host, via.port, via.params))
+            if "Contact" in request.headers:
+                request.headers.set("Contact", self.contact("TCP"))
+        return self._start(request, destination, transport, on_response)
+
+    def _start(
+        self,
+        request: Request,
+        destination: Address,
+        transport: str,
+        on_response: Callable[[Response], None] | None,
+    ) -> asyncio.Future[Response]:
+        key = self.layer.send_request(request, destination, transport, self.now())
+        final: asyncio.Future[Response] = self.loop.create_future()
+        self._pending[key] = _Pending(request, destination, transport, final, on_response)
+        self.pump()
+        return final
+
+    async def request(
+        self,
+        request: Request,
+        destination: Address,
+        transport: str,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Send a request and return its final response (408 for a timeout, 503 for a transport failure)."""
+        final = self.send_request(request, destination, transport, on_response)
+        response = await final
+        upgraded = request.top_via.transport == "TCP" and transport == "UDP"
+        if response.status_code == 503 and upgraded:
+            # The TCP attempt for a large request failed: RFC 3261 §18.1.1 allows falling back to UDP.
+            request.headers.remove_first("Via")
+            response = await self.send_request(request, destination, "UDP", on_response)
+        return response
+
+    async def authenticated(
+        self,
+        build: Callable[[], Request],
+        destination: Address,
+        transport: str,
+        client: DigestClient | None,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> tuple[Response, Request]:
+        """Send a request, answering 401/407 with credentials once per challenge (RFC 3261 §22).
+
+        `build()` makes a fresh request (new CSeq); it is called again only after a challenge. Returns the
+        final response and the request it answers.
+        """
+        request = build()
+        if client is not None:  # realms already known are answered up front, without waiting for a challenge
+            for answer in client.authorize(request.method, str(request.uri), request.body):
+                request.headers.add(answer.header_name, answer.header_value)
+        for _ in range(4):
+            response = await self.request(request, destination, transport, on_response)
+            if response.status_code not in (401, 407) or client is None:
+                return response, request
+            challenges = response.headers.get_all(
+                "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
+            )
+            try:
+                answer = client.respond(
+                    response.status_code, challenges, method=request.method, uri=str(request.uri),
+                    body=request.body,
+                )  # fmt: skip
+            except DigestAuthError as error:
+                log.warning(
+                    "sip.auth_failed", method=request.method, status=response.status_code, reason=str(error)
+                )
+                return response, request
+            request = build()
+            request.headers.add(answer.header_name, answer.header_value)
+        return response, request
+
+
+__all__ = ["SipEndpoint", "TransactionUser", "as_sip_uri", "target_uri"]

@@ -1,0 +1,65 @@
+"""The user agent's configuration as plain data: no environment, no pydantic (`Settings` builds it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class UserAgentOptions:
+    """Everything `UserAgent` needs; defaults suit a UA on loopback. `SipSettings` documents each."""
+
+    local_address: str = "127.0.0.1"
+    port: int = 5060
+    via_address: str | None = None
+    transports: Sequence[str] = ("udp", "tcp")
+    server: str | None = None
+    user: str | None = None
+    auth_user: str | None = None
+    auth_realm: str | None = None
+    auth_password: str | None = field(default=None, repr=False)
+    register_enabled: bool = False
+    register_expires: int = 3600
+    display_name: str | None = None
+    user_agent: str = "voicelive-sip"
+    max_calls: int = 100
+    busy_status: int = 486
+    allow_from: Sequence[str] = ()
+    inbound_auth_user: str | None = None
+    inbound_auth_password: str | None = field(default=None, repr=False)
+    session_expires: int = 1800
+    min_se: int = 90
+    invite_timeout: float = 60.0
+    t1: float = 0.5
+    tcp_idle_timeout: float = 300.0
+    max_tcp_connections: int = 1024
+    max_transactions: int = 50_000
+    max_requests_per_second: int = 500
+    # Media: what goes into our SDP.
+    media_address: str = "127.0.0.1"
+    media_public_address: str | None = None
+    codecs: Sequence[str] = ("PCMU", "PCMA")
+    ptime: int = 20
+
+    @property
+    def sdp_address(self) -> str:
+        """The address our SDP advertises for RTP."""
+        return self.media_public_address or self.media_address
+
+
+def advertised_address_problems(options: UserAgentOptions) -> list[str]:
+    """What peers would be told that cannot work: wildcard binds without an address to advertise."""
+    problems = []
+    if options.local_address in ("0.0.0.0", "::") and not options.via_address:
+        problems.append(
+            "SIP_LOCAL_ADDRESS is a wildcard and SIP_VIA_ADDR is not set: Via/Contact say 127.0.0.1"
+        )
+    if options.media_address in ("0.0.0.0", "::") and not options.media_public_address:
+        problems.append(
+            "MEDIA_ADDRESS is a wildcard and MEDIA_PUBLIC_ADDRESS is not set: SDP would say c=0.0.0.0"
+        )
+    return problems
+
+
+__all__ = ["UserAgentOptions", "advertised_address_problems"]

@@ -1,0 +1,279 @@
+"""Calls we place (the UAC side): INVITE with digest answers, redirects, 422, CANCEL, forks, the ACK."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from ..errors import CallFailed
+from ..sdp import NegotiatedMedia, SdpError, SessionDescription, parse_answer
+from ..sip.call_state import Answered, CallState, Ringing
+from ..sip.dialog import Dialog, new_tag
+from ..sip.events import Address, StrayResponse
+from ..sip.headers import CSeq, NameAddress
+from ..sip.message import Request, Response
+from ..sip.session_timer import SessionTimer
+from ..sip.uas import ALLOW, SUPPORTED, allow_of
+from ..sip.uri import Uri
+from .call import CallTable, OutgoingCall, sdp_offer
+from .endpoint import SipEndpoint
+
+log = structlog.get_logger("voicelive_sip.sip.ua")
+
+MAX_FORKS = 16  # extra 2xx dialogs (forks) answered with ACK + BYE per call, at most
+
+
+def new_request(
+    method: str, uri: Uri, *, to: NameAddress, from_: NameAddress, call_id: str, seq: int
+) -> Request:
+    """An out-of-dialog request (RFC 3261 §8.1.1) without Via (the endpoint adds it)."""
+    request = Request(method, uri)
+    h = request.headers
+    h.add("Max-Forwards", 70)
+    h.add("From", from_)
+    h.add("To", to)
+    h.add("Call-ID", call_id)
+    h.add("CSeq", CSeq(seq, method))
+    return request
+
+
+def cancel_for(invite: Request) -> Request:
+    """CANCEL (RFC 3261 §9.1): the INVITE's Request-URI, Call-ID, From, To, CSeq number and top Via."""
+    cancel = Request("CANCEL", invite.uri)
+    cancel.headers.add("Via", invite.top_via)
+    for route in invite.headers.get_all("Route"):
+        cancel.headers.add("Route", route)
+    cancel.headers.add("Max-Forwards", 70)
+    cancel.headers.add("From", invite.from_)
+    cancel.headers.add("To", invite.headers.get("To"))
+    cancel.headers.add("Call-ID", invite.call_id)
+    cancel.headers.add("CSeq", CSeq(invite.cseq.seq, "CANCEL"))
+    return cancel
+
+
+@dataclass(slots=True)
+class OutgoingInvite:
+    """The INVITE of one call we place, from first send to the ACK of its 2xx."""
+
+    call: OutgoingCall
+    invite: Request | None = None
+    offer: SessionDescription | None = None
+    destination: tuple[Address, str] | None = None
+    provisional: bool = False
+    cancel_requested: bool = False
+    cancel_sent: bool = False
+    ack: bytes | None = None
+    ack_destination: tuple[Address, str] | None = None
+    forks: set[str] = field(default_factory=set)
+
+
+class OutgoingCalls:
+    """The UAC half of the user agent: runs each outgoing INVITE as a task, resends lost 2xx ACKs."""
+
+    def __init__(self, endpoint: SipEndpoint, table: CallTable) -> None:
+        self.endpoint = endpoint
+        self.options = endpoint.options
+        self.table = table
+        self._invites: dict[str, OutgoingInvite] = {}
+
+    def start(self, call: OutgoingCall, uri: Uri, extra: Sequence[tuple[str, str]], timeout: float) -> None:
+        state = OutgoingInvite(call)
+        self._invites[call.call_id] = state
+        call._cancel = functools.partial(self._request_cancel, state)
+        self.table.live.add(call)
+        call.task = asyncio.get_running_loop().create_task(
+            self._run(state, uri, list(extra), timeout), name=f"sip.outgoing:{call.call_id}"
+        )
+
+    async def _run(
+        self, state: OutgoingInvite, uri: Uri, extra: list[tuple[str, str]], timeout: float
+    ) -> None:
+        call = state.call
+        local = call.local_media
+        assert local is not None
+        offer = sdp_offer(local)
+        call.local_sdp = state.offer = offer
+        from_ = NameAddress(self.endpoint.aor, self.options.display_name, (("tag", new_tag()),))
+        seq = 0
+        session_expires = self.options.session_expires
+        redirected = retried_422 = False
+        try:
+            while True:
+                destination, transport = await self.endpoint.resolve(uri)
+                state.destination = (destination, transport)
+
+                def build(
+                    uri: Uri = uri, transport: str = transport, expires: int = session_expires
+                ) -> Request:
+                    nonlocal seq
+                    seq += 1
+                    invite = new_request(
+                        "INVITE", uri, to=NameAddress(uri), from_=from_, call_id=call.call_id, seq=seq
+                    )
+                    h = invite.headers
+                    h.add("Contact", self.endpoint.contact(transport))
+                    h.add("Allow", ALLOW)
+                    h.add("Supported", SUPPORTED)
+                    h.add("Session-Expires", str(expires))
+                    h.add("Min-SE", str(self.options.min_se))
+                    for name, value in extra:
+                        h.add(name, value)
+                    h.add("Content-Type", "application/sdp")
+                    invite.body = offer.serialize()
+                    state.invite = invite
+                    state.provisional = False
+                    return invite
+
+                try:
+                    async with asyncio.timeout(timeout):
+                        response, _ = await self.endpoint.authenticated(
+                            build, destination, transport, call._auth,
+                            functools.partial(self._on_response, state),
+                        )  # fmt: skip
+                except TimeoutError:
+                    self._request_cancel(state)
+                    raise CallFailed(408, "no answer") from None
+                code = response.status_code
+                if 200 <= code < 300:
+                    await self._answered(state, response)
+                    return
+                if 300 <= code < 400 and not redirected and response.contact:
+                    uri, redirected = response.contact[0].uri, True  # §8.1.3.4: follow one redirect
+                    continue
+                if code == 422 and not retried_422:
+                    min_se = (response.headers.get("Min-SE") or "").split(";")[0].strip()
+                    if min_se.isdigit() and len(min_se) <= 10:
+                        session_expires, retried_422 = max(session_expires, int(min_se)), True
+                        continue
+                raise CallFailed(code, response.reason)
+        except CallFailed as error:
+            reason = "cancelled" if error.status_code == 487 and state.cancel_requested else "failed"
+            call._end(reason, "local" if state.cancel_requested else "remote", error.status_code)
+            call._set_failed(error)
+            self._invites.pop(call.call_id, None)
+            self.table.forget(call)
+            log.info(
+                "sip.outgoing_call_failed",
+                call_id=call.call_id,
+                status=error.status_code,
+                reason=error.reason,
+            )
+        finally:
+            call._cancel = None
+
+    # -- provisional and repeated responses ------------------------------------------------------------
+    def _on_response(self, state: OutgoingInvite, response: Response) -> None:
+        call = state.call
+        code = response.status_code
+        if code < 200:
+            state.provisional = True
+            if code != 100:
+                call._emit(Ringing(code, response.reason, self._early(state, response)))
+            if state.cancel_requested:
+                self._send_cancel(state)
+        elif code < 300 and call.state is CallState.ESTABLISHED and response.to.tag is not None:
+            dialog = call.dialog
+            if dialog is not None and response.to.tag != dialog.remote_tag:
+                # A second fork answered (RFC 3261 §13.2.2.4): ACK it, then end that dialog with BYE.
+                self.endpoint.spawn(self._ack_and_bye_fork(state, response), f"sip.fork_bye:{call.call_id}")
+            elif state.ack is not None and state.ack_destination is not None:
+                self.endpoint.send_raw(state.ack, *state.ack_destination)
+
+    def _early(self, state: OutgoingInvite, response: Response) -> NegotiatedMedia | None:
+        call = state.call
+        if response.to.tag is None or state.invite is None:
+            return None
+        if call.dialog is None:
+            call.dialog = Dialog.as_uac(state.invite, response)
+            self._track(call)
+            call._move(CallState.EARLY)
+        media = None
+        if response.body and state.offer is not None:
+            try:
+                media = parse_answer(state.offer, SessionDescription.parse(response.body))
+                call.media = media  # early media (183 Session Progress)
+            except SdpError as error:
+                log.info("sip.bad_early_sdp", call_id=call.call_id, error=str(error))
+        return media
+
+    def _track(self, call: OutgoingCall) -> None:
+        try:
+            self.table.track(call)
+        except Exception as error:  # the dialog table is full: the call works, requests in it get 481
+            log.warning("sip.dialog_table_full", call_id=call.call_id, error=str(error))
+
+    # -- the answer ------------------------------------------------------------------------------------
+    async def _answered(self, state: OutgoingInvite, response: Response) -> None:
+        call = state.call
+        assert state.invite is not None and state.offer is not None
+        if call.dialog is not None and call.dialog.remote_tag == response.to.tag:
+            call.dialog.confirm(response)
+        else:
+            if call.dialog is not None:
+                self.table.forget(call)
+            call.dialog = Dialog.as_uac(state.invite, response)
+            self._track(call)
+        destination, transport = await self.endpoint.resolve(call.dialog.next_hop())
+        state.ack = self.endpoint.send_ack(call.dialog, state.invite.cseq.seq, destination, transport)
+        state.ack_destination = (destination, transport)
+        try:
+            call.remote_sdp = SessionDescription.parse(response.body)
+            call.media = parse_answer(state.offer, call.remote_sdp)
+        except SdpError as error:
+            # RFC 3261 §13.2.2.4: ACK first, then BYE a session we cannot use.
+            await call._bye("failed")
+            raise CallFailed(488, f"unusable SDP answer: {error}") from error
+        call.peer_allows_update = "UPDATE" in allow_of(response)
+        call.session_timer = SessionTimer.for_uac(response, now=self.endpoint.now())
+        call._move(CallState.ESTABLISHED)
+        call._emit(Answered(call.media))
+        call._set_answered(call.media)
+        call._arm_session_timer()
+        log.info("sip.call_answered", call_id=call.call_id, codec=call.media.codec if call.media else None)
+        if state.cancel_requested:
+            # Our CANCEL crossed the 2xx (RFC 3261 §9.1): the call was answered after all, so end it with BYE.
+            await call._bye("cancelled")
+
+    async def _ack_and_bye_fork(self, state: OutgoingInvite, response: Response) -> None:
+        assert state.invite is not None
+        fork = Dialog.as_uac(state.invite, response)
+        if fork.remote_tag in state.forks or len(state.forks) >= MAX_FORKS:
+            return
+        state.forks.add(fork.remote_tag)
+        destination, transport = await self.endpoint.resolve(fork.next_hop())
+        self.endpoint.send_ack(fork, state.invite.cseq.seq, destination, transport)
+        await self.endpoint.request(fork.create_request("BYE"), destination, transport)
+
+    def on_stray(self, event: StrayResponse) -> None:
+        response = event.response
+        if response.cseq.method == "INVITE" and 200 <= response.status_code < 300 and len(response.via) == 1:
+            # A 2xx retransmitted after our INVITE transaction ended: the ACK was lost, send it again.
+            state = self._invites.get(response.call_id)
+            if state is not None and state.ack is not None and state.ack_destination is not None:
+                self.endpoint.send_raw(state.ack, *state.ack_destination)
+                return
+        log.debug("sip.stray_response", status=response.status_code, reason=event.reason, source=event.source)
+
+    def forget(self, call_id: str) -> None:
+        self._invites.pop(call_id, None)
+
+    # -- CANCEL ----------------------------------------------------------------------------------------
+    def _request_cancel(self, state: OutgoingInvite) -> None:
+        """Cancel the INVITE: now if a provisional response came, else when one does (RFC 3261 §9.1)."""
+        state.cancel_requested = True
+        if state.provisional:
+            self._send_cancel(state)
+
+    def _send_cancel(self, state: OutgoingInvite) -> None:
+        if state.invite is None or state.cancel_sent or state.destination is None:
+            return
+        state.cancel_sent = True
+        destination, transport = state.destination
+        self.endpoint.send_request(cancel_for(state.invite), destination, transport)
+
+
+__all__ = ["OutgoingCalls", "OutgoingInvite", "cancel_for", "new_request"]

@@ -1,0 +1,144 @@
+"""A call's states and the moves between them (h11 style: a table, not scattered `if`s), and call events.
+
+Sans-I/O data shared by the asyncio `Call` objects and anything that watches them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..errors import LocalProtocolError
+from ..sdp import LocalSdpSession, NegotiatedMedia
+
+
+class CallState(enum.Enum):
+    OFFERED = "offered"  # incoming INVITE not answered yet
+    CALLING = "calling"  # outgoing INVITE sent
+    EARLY = "early"  # outgoing: a provisional with a To tag; incoming: our 2xx sent, its ACK awaited
+    ESTABLISHED = "established"
+    ENDED = "ended"
+
+
+# Every move a call may make; anything else is a bug in the layer driving it (LocalProtocolError).
+TRANSITIONS = MappingProxyType(
+    {
+        CallState.OFFERED: frozenset({CallState.EARLY, CallState.ENDED}),
+        CallState.CALLING: frozenset({CallState.EARLY, CallState.ESTABLISHED, CallState.ENDED}),
+        CallState.EARLY: frozenset({CallState.EARLY, CallState.ESTABLISHED, CallState.ENDED}),
+        CallState.ESTABLISHED: frozenset({CallState.ENDED}),
+        CallState.ENDED: frozenset[CallState](),
+    }
+)
+
+
+def next_state(current: CallState, wanted: CallState) -> CallState:
+    """`wanted` if the table allows the move from `current`; LocalProtocolError otherwise."""
+    if wanted not in TRANSITIONS[current]:
+        raise LocalProtocolError(f"a call cannot go from {current.value} to {wanted.value}")
+    return wanted
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing:
+    """A provisional response to our INVITE (180, 183 with early media...)."""
+
+    status_code: int
+    reason: str
+    media: NegotiatedMedia | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    media: NegotiatedMedia | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaUpdated:
+    """A re-INVITE or UPDATE changed the session (hold: `media.on_hold`); the media session is the same."""
+
+    media: NegotiatedMedia
+
+
+@dataclass(frozen=True, slots=True)
+class InfoDtmf:
+    """A digit received as SIP INFO (application/dtmf-relay or application/dtmf)."""
+
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReferProgress:
+    """NOTIFY progress of our REFER (RFC 3515): the status line of the `message/sipfrag` body."""
+
+    status_code: int
+    reason: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer sent us a REFER (RFC 3515), already accepted with 202; report with `notify_transfer()`."""
+
+    target: str
+    referred_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRefreshed:
+    """An RFC 4028 session refresh happened (by either side)."""
+
+    interval: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """Call over; `reason`: bye, cancelled, rejected, failed, ack-timeout, session-expired, shutdown."""
+
+    reason: str
+    by: str  # "local" or "remote"
+    status_code: int | None = None
+
+
+CallEvent = (
+    Ringing
+    | Answered
+    | MediaUpdated
+    | InfoDtmf
+    | ReferProgress
+    | TransferRequested
+    | SessionRefreshed
+    | CallEnded
+)
+
+
+@dataclass(slots=True)
+class LocalMedia:
+    """What we put in our SDP: where our RTP is, codecs, and the o= session kept for the whole call."""
+
+    address: str
+    port: int
+    codecs: Sequence[str]
+    ptime: int
+    session: LocalSdpSession
+    direction: str = "sendrecv"
+
+
+__all__ = [
+    "TRANSITIONS",
+    "Answered",
+    "CallEnded",
+    "CallEvent",
+    "CallState",
+    "InfoDtmf",
+    "LocalMedia",
+    "MediaUpdated",
+    "ReferProgress",
+    "Ringing",
+    "SessionRefreshed",
+    "TransferRequested",
+    "next_state",
+]
