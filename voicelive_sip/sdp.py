@@ -825,7 +825,7 @@ def choose_codec(
 ) -> Codec:
     """The codec `answer_offer` will settle on for `offer`: our priority among its first usable audio stream.
 
-    Called once per call when the INVITE arrives; the choice is stored and the answer made with just that codec.
+    Called once per call as the INVITE arrives; the choice is stored and the answer carries only that codec.
     Raises NoCommonCodec (answer 488), or SdpError when the usable stream has no address.
     """
     priority = _check_codecs(codecs)
@@ -1079,8 +1079,8 @@ __all__ = [
     "SdpError",
     "SessionDescription",
     "answer_offer",
-    "choose_codec",
     "build_offer",
+    "choose_codec",
     "is_direction",
     "parse_answer",
 ]

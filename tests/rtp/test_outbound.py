@@ -24,6 +24,7 @@ def test_short_tail_is_padded_with_silence() -> None:
     assert buffer.pull() == b"\x01" * 160
     assert buffer.pull() == b"\x01" * 40 + b"\xd5" * 120
     assert buffer.pull() is None
+    assert (buffer.played_frames, buffer.played_bytes) == (2, 200)  # the padding is not played audio
 
 
 def test_bounded_in_seconds() -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from voicelive_sip.codecs import Codec
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.events import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.jitter import Frame
@@ -309,14 +310,39 @@ async def test_dtmf_end_to_end_and_audio_resumes(clock: MediaClock) -> None:
 
 async def test_barge_in_clear_and_played_ms(clock: MediaClock) -> None:
     async with RtpLoopback(port=_pool().acquire(), clock=clock, inactivity_timeout=None) as pair:
-        mark = pair.a.playout_mark()
+        mark = pair.a.played_ms
         pair.a.enqueue(b"\x10" * 8000)  # one second of agent audio
-        await _until(lambda: pair.a.played_ms(mark) >= 100)
+        assert pair.a.queued_ms == 1000
+        await _until(lambda: pair.a.played_ms - mark >= 100)
         dropped = pair.a.clear()
-        played = pair.a.played_ms(mark)
+        played = pair.a.played_ms - mark
         assert played % 20 == 0 and dropped == 8000 - played * 8
+        assert pair.a.queued_ms == 0
         await asyncio.sleep(0.1)
-        assert pair.a.played_ms(mark) == played  # nothing more of the reply goes out
+        assert pair.a.played_ms - mark == played  # nothing more of the reply goes out
+
+
+async def test_the_playout_position_counts_audio_not_padding_and_survives_a_codec_change(
+    clock: MediaClock,
+) -> None:
+    async with RtpLoopback(port=_pool().acquire(), clock=clock, inactivity_timeout=None) as pair:
+        pair.a.enqueue(b"\x10" * 200)  # 25 ms: one frame and a tail the clock pads with silence
+        assert pair.a.queued_ms == 25
+        await _until(lambda: pair.a.queued_ms == 0 and pair.a.outbound.played_frames == 2)
+        assert pair.a.played_ms == 25  # the 15 ms of padding were not the agent's audio
+        remote = pair.a.remote
+        assert remote is not None
+        pair.a.set_remote(remote, payload_type=8, codec="alaw")  # re-INVITE to PCMA: a new outbound buffer
+        assert pair.a.codec is Codec.PCMA
+        assert pair.a.played_ms == 25
+        pair.a.enqueue(b"\x10" * 160)
+        await _until(lambda: pair.a.played_ms == 45)
+
+
+async def test_set_remote_refuses_a_codec_the_engine_lacks(clock: MediaClock) -> None:
+    async with RtpLoopback(port=_pool().acquire(), clock=clock, inactivity_timeout=None) as pair:
+        with pytest.raises(ValueError, match="unsupported codec 'G722'"):
+            pair.a.set_remote(("127.0.0.1", 9), codec="G722")
 
 
 async def test_frames_async_iterator_and_close_ends_it(clock: MediaClock) -> None:

@@ -199,7 +199,7 @@ async def test_g711_passes_through_untouched_both_ways(codec: Any, wire: str) ->
     caller = bytes(range(256)) * 5  # 160 ms of every code
     async with (
         FakeVoiceLive(faults=FakeFaults(), voice="tone") as fake,
-        VoiceLiveSession(fake.settings(vad_type="none"), call_codec=codec) as session,
+        VoiceLiveSession(fake.settings(vad_type="none"), codec=codec) as session,
     ):
         for i in range(0, len(caller), 160):
             await session.send_audio(caller[i : i + 160])
@@ -256,7 +256,7 @@ async def test_send_audio_nowait_declines_while_the_socket_is_backed_up(
         FakeVoiceLive() as fake,
         VoiceLiveSession(fake.settings(vad_type="none")) as session,
     ):
-        monkeypatch.setattr(session_module._FrameWriter, "backed_up", lambda self: True)
+        monkeypatch.setattr(session_module.FrameWriter, "backed_up", lambda self: True)
         assert not session.send_audio_nowait(b"\x01" * 160)  # left to send_audio, which drains
         await session.send_audio(b"\x01" * 160)
         await fake.wait_for(lambda f: len(f.appended_audio) == 160)
@@ -266,7 +266,7 @@ async def test_send_audio_nowait_declines_while_the_socket_is_backed_up(
 def test_the_synchronous_writer_is_used_only_when_aiohttp_has_the_expected_shape() -> None:
     import aiohttp
 
-    from voicelive_sip.voicelive.session import _frame_writer
+    from voicelive_sip.voicelive._sdk import frame_writer as _frame_writer
 
     class Transport:
         def is_closing(self) -> bool:
@@ -302,7 +302,7 @@ async def test_forced_wire_law_transcodes_the_call_law() -> None:
     async with (
         FakeVoiceLive() as fake,
         VoiceLiveSession(
-            fake.settings(vad_type="none", audio_format="g711_ulaw"), call_codec="pcma"
+            fake.settings(vad_type="none", audio_format="g711_ulaw"), codec="pcma"
         ) as session,
     ):
         await send_paced(session, caller)
@@ -321,7 +321,7 @@ async def test_pcm16_decodes_resamples_and_comes_back_as_g711(
     async with (
         FakeVoiceLive() as fake,
         VoiceLiveSession(
-            fake.settings(vad_type="none", audio_format=audio_format), call_codec="pcmu"
+            fake.settings(vad_type="none", audio_format=audio_format), codec="pcmu"
         ) as session,
     ):
         await send_paced(session, caller)

@@ -6,10 +6,12 @@ The tables are computed once at import with the segment arithmetic of the classi
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+from voicelive_sip.codecs.names import Law
 
 __all__ = [
     "ALAW_SILENCE",
@@ -23,8 +25,6 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
 ]
-
-Law = Literal["ulaw", "alaw"]
 
 # The code for a zero sample: what an idle channel carries (G.711 Table 1/2: +0 is 0xFF μ-law, 0xD5 A-law).
 ULAW_SILENCE: Final = 0xFF

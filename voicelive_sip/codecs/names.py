@@ -1,4 +1,4 @@
-"""The one vocabulary for the codec a call carries: SDP encoding name, payload type, G.711 law, Voice Live format.
+"""The one vocabulary for a call's codec: SDP encoding name, payload type, G.711 law, Voice Live format.
 
 A call's codec is chosen once from the SDP offer (`sdp.choose_codec`) and this enum is what every layer above
 passes around; no other module spells "ulaw", "pcmu" or "g711_ulaw" itself. Free of numpy so the SIP core can
@@ -45,7 +45,7 @@ class Codec(enum.StrEnum):
 
     @classmethod
     def parse(cls, name: str) -> Codec:
-        """Any spelling in use (PCMU, pcmu, ulaw, g711_ulaw, PCMA, alaw, ...) to the codec; ValueError if none."""
+        """Any spelling in use (PCMU, pcmu, ulaw, g711_ulaw, PCMA, alaw...) to the codec; else ValueError."""
         key = name.strip().lower()
         for codec in cls:
             if key in (codec.value.lower(), codec.law, codec.voicelive_format):

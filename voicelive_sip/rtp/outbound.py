@@ -23,6 +23,7 @@ class OutboundBuffer:
         self.fill = fill
         self.dropped_bytes = 0
         self.played_frames = 0
+        self.played_bytes = 0  # audio pulled, without the silence that pads a short tail
         self._chunks: deque[bytes] = deque()
         self._offset = 0  # bytes of _chunks[0] already pulled
         self._size = 0
@@ -65,6 +66,7 @@ class OutboundBuffer:
             self._offset = start + need
             self._size -= need
             self.played_frames += 1
+            self.played_bytes += need
             return head[start : start + need]
         parts: list[bytes] = []
         while need and self._chunks:
@@ -78,6 +80,7 @@ class OutboundBuffer:
             else:
                 self._offset += len(piece)
         self._size -= self.frame_bytes - need
+        self.played_bytes += self.frame_bytes - need
         if need:
             parts.append(bytes([self.fill]) * need)
         self.played_frames += 1

@@ -20,6 +20,7 @@ from typing import Final, Literal, Protocol, cast
 import structlog
 
 from voicelive_sip.codecs import g711
+from voicelive_sip.codecs.names import Codec
 from voicelive_sip.codecs.plc import Concealer, ConcealmentMode
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import TelephoneEventReceiver, TelephoneEventSender
@@ -47,7 +48,6 @@ from voicelive_sip.rtp.packet import (
 from voicelive_sip.rtp.stats import ReceptionStatistics
 
 __all__ = [
-    "CODECS",
     "Direction",
     "PortPool",
     "PortPoolExhausted",
@@ -58,8 +58,6 @@ __all__ = [
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 Address = tuple[str, int]
 
-# Static payload types of RFC 3551 §6 this engine carries, by SDP encoding name.
-CODECS: Final[dict[str, g711.Law]] = {"PCMU": "ulaw", "PCMA": "alaw"}
 COMFORT_NOISE_PT: Final = 13  # RFC 3389: the peer's comfort noise occupies sequence numbers, is not audio
 CLOCK_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz: what the media clock sends per tick
@@ -170,8 +168,9 @@ def _ntp_now() -> int:
 class RtpSession(asyncio.DatagramProtocol):
     """The media of one call. Create with `await RtpSession.open(pool, clock=...)`, then `set_remote(...)`.
 
-    Received audio: `on_frame` callback, or `async for frame in session.frames()`. Events (DTMF, timeout,
-    SSRC change, BYE): `on_event` callback, or `async for event in session.events()`. Send: `enqueue`.
+    Received audio: `on_frame` callback, `receive(handler)` (payloads only), or `async for frame in
+    session.frames()`. Events (DTMF, timeout, SSRC change, BYE): `on_event` callback, or `async for event in
+    session.events()`. Send: `enqueue`. Implements `voicelive_sip.media.MediaLeg`.
     """
 
     def __init__(
@@ -204,6 +203,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.direction: Direction = "sendrecv"
         self.on_frame = on_frame
         self.on_event = on_event
+        self._on_audio: Callable[[bytes], None] | None = None  # receive(): payloads only, before on_frame
         # Called with each frame of queued (agent) audio as it is sent: recording, playout metrics.
         self.on_played: Callable[[bytes], None] | None = None
         self.ssrc = random.SystemRandom().getrandbits(32)
@@ -224,15 +224,15 @@ class RtpSession(asyncio.DatagramProtocol):
         self.remote: Address | None = None
         self.remote_rtcp: Address | None = None
         self.payload_type = 0
-        self.codec = "PCMU"
+        self.codec = Codec.PCMU
         self.dtmf_payload_type: int | None = None
         self.rtcp_mux = False
         self.ptime = 20
-        self._law: g711.Law = "ulaw"
         self._silence = bytes([g711.ULAW_SILENCE]) * FRAME_SAMPLES
         self.outbound = OutboundBuffer(
             frame_bytes=FRAME_SAMPLES, max_seconds=outbound_seconds, fill=g711.ULAW_SILENCE
         )
+        self._played_before = 0  # agent audio bytes played through outbound buffers replaced since
         self.jitter = self._new_jitter_buffer()
         self.reception = ReceptionStatistics(CLOCK_RATE)
         self.dtmf_receiver = TelephoneEventReceiver(clock_rate=CLOCK_RATE)
@@ -367,22 +367,28 @@ class RtpSession(asyncio.DatagramProtocol):
         addr: Address,
         rtcp_addr: Address | None = None,
         payload_type: int = 0,
-        codec: str = "PCMU",
+        codec: Codec | str = Codec.PCMU,
         dtmf_pt: int | None = None,
         rtcp_mux: bool = False,
         ptime: int = 20,
     ) -> None:
-        """Apply the negotiated media (after offer/answer, again on re-INVITE); restarts latching."""
-        law = CODECS.get(codec.upper())
-        if law is None:
-            raise ValueError(f"unsupported codec {codec!r}; this engine carries {sorted(CODECS)}")
-        codec_changed = law != self._law or payload_type != self.payload_type or ptime != self.ptime
+        """Apply the negotiated media (after offer/answer, again on re-INVITE); restarts latching.
+
+        `codec` is a `Codec` or any of its spellings (`Codec.parse`); ValueError for one this engine lacks.
+        """
+        try:
+            chosen = Codec.parse(codec)
+        except ValueError:
+            raise ValueError(
+                f"unsupported codec {codec!r}; this engine carries {[c.value for c in Codec]}"
+            ) from None
+        codec_changed = chosen != self.codec or payload_type != self.payload_type or ptime != self.ptime
         self.remote = addr
         self.rtcp_mux = rtcp_mux
         # RFC 3605 a=rtcp may name the port; otherwise RTCP is on RTP port + 1 (RFC 3550 §11).
         self.remote_rtcp = addr if rtcp_mux else (rtcp_addr or (addr[0], addr[1] + 1))
         self.payload_type = payload_type
-        self.codec = codec.upper()
+        self.codec = chosen
         self.dtmf_payload_type = dtmf_pt
         self.ptime = ptime
         self._source = None
@@ -394,9 +400,9 @@ class RtpSession(asyncio.DatagramProtocol):
             self._rtcp_transport.close()
             self._rtcp_transport = None
         if codec_changed:
-            self._law = law
-            fill = g711.silence(law)
+            fill = g711.silence(chosen.law)
             self._silence = bytes([fill]) * FRAME_SAMPLES
+            self._played_before += self.outbound.played_bytes
             self.outbound = OutboundBuffer(
                 frame_bytes=FRAME_SAMPLES, max_seconds=self._outbound_seconds, fill=fill
             )
@@ -450,7 +456,7 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _new_jitter_buffer(self) -> JitterBuffer:
         return JitterBuffer(
-            Concealer(self._law, mode=self._concealment),
+            Concealer(self.codec.law, mode=self._concealment),
             clock_rate=CLOCK_RATE,
             frame_samples=self.ptime * CLOCK_RATE // 1000,
             min_wait=self._jitter_min_wait,
@@ -470,13 +476,26 @@ class RtpSession(asyncio.DatagramProtocol):
         """Drop queued outbound audio in O(1) (barge-in); returns the bytes dropped."""
         return self.outbound.clear()
 
-    def playout_mark(self) -> int:
-        """A mark for `played_ms`: the number of agent frames played so far."""
-        return self.outbound.played_frames
+    @property
+    def played_ms(self) -> int:
+        """The playout position: ms of queued (agent) audio sent so far (not silence, padding or DTMF)."""
+        return (self._played_before + self.outbound.played_bytes) // self.codec.bytes_per_ms
 
-    def played_ms(self, mark: int) -> int:
-        """Milliseconds of queued (agent) audio actually sent since `mark` (not silence, not DTMF)."""
-        return (self.outbound.played_frames - mark) * FRAME_SAMPLES * 1000 // CLOCK_RATE
+    @property
+    def queued_ms(self) -> int:
+        """Agent audio waiting to be sent, in milliseconds (rounded up: anything queued is at least 1)."""
+        return -(-len(self.outbound) // self.codec.bytes_per_ms)
+
+    @property
+    def frame_deadline(self) -> float:
+        """Loop time the frame being sent now was due (the clock's slot), 0.0 without a clock."""
+        return self.clock.slot_deadline if self.clock is not None else 0.0
+
+    def receive(self, handler: Callable[[bytes], None]) -> None:
+        """Hand each received frame's payload to `handler` from now on, starting with those queued so far."""
+        for frame in self.take_frames():
+            handler(frame.payload)
+        self._on_audio = handler
 
     def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         """Send an RFC 4733 event on the next ticks (audio pauses meanwhile); needs a negotiated DTMF PT."""
@@ -645,7 +664,9 @@ class RtpSession(asyncio.DatagramProtocol):
         while frame is not None:
             if frame.payload:
                 self._frames_received += 1
-                if self.on_frame is not None:
+                if self._on_audio is not None:
+                    self._on_audio(frame.payload)
+                elif self.on_frame is not None:
                     self.on_frame(frame)
                 elif not self._put(self._frames, frame):
                     self._frames_dropped += 1

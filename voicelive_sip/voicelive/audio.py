@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from voicelive_sip.codecs import g711
+from voicelive_sip.codecs.names import Codec
 from voicelive_sip.codecs.resample import Resampler
 from voicelive_sip.config import AudioFormat
 
-CallCodec = Literal["pcmu", "pcma"]
-
-_LAW: dict[CallCodec, g711.Law] = {"pcmu": "ulaw", "pcma": "alaw"}
-_CALL_RATE = 8000
+_CALL_RATE = Codec.PCMU.clock_rate  # every codec a call carries is 8 kHz G.711
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +29,13 @@ class WireFormat:
         return self.sample_rate == _CALL_RATE
 
 
-def wire_format(audio_format: AudioFormat, call_codec: CallCodec) -> WireFormat:
+def wire_format(audio_format: AudioFormat, codec: Codec) -> WireFormat:
     """Resolve the configured format against the codec negotiated on the call."""
     if audio_format == "g711":
-        audio_format = "g711_ulaw" if call_codec == "pcmu" else "g711_alaw"
-    if audio_format in ("g711_ulaw", "g711_alaw"):
-        return WireFormat(audio_format, audio_format, _CALL_RATE, _CALL_RATE // 1000)
+        return WireFormat(codec.voicelive_format, codec.voicelive_format, _CALL_RATE, codec.bytes_per_ms)
+    if audio_format.startswith("g711_"):
+        forced = Codec.parse(audio_format)
+        return WireFormat(forced.voicelive_format, forced.voicelive_format, _CALL_RATE, forced.bytes_per_ms)
     rate = 16000 if audio_format == "pcm16_16000" else 24000
     # Output "pcm16" is 24 kHz on the wire; 16 kHz has its own name (PROTOCOL.md, session options).
     return WireFormat("pcm16", "pcm16" if rate == 24000 else "pcm16_16000hz", rate, rate * 2 // 1000)
@@ -119,12 +118,12 @@ class Pcm16ToG711:
         self._resampler.reset()
 
 
-def converters(wire: WireFormat, call_codec: CallCodec) -> tuple[AudioConverter, AudioConverter]:
+def converters(wire: WireFormat, codec: Codec) -> tuple[AudioConverter, AudioConverter]:
     """(caller -> service, service -> caller) converters for one call."""
-    law = _LAW[call_codec]
+    law = codec.law
     if not wire.is_g711:
         return G711ToPcm16(law, wire.sample_rate), Pcm16ToG711(wire.sample_rate, law)
-    wire_law: g711.Law = "ulaw" if wire.input_audio_format == "g711_ulaw" else "alaw"
+    wire_law = Codec.parse(wire.input_audio_format).law
     if wire_law == law:
         return Passthrough(), Passthrough()
     return LawTranscoder(law, wire_law), LawTranscoder(wire_law, law)

@@ -1,0 +1,86 @@
+"""MediaLeg: the one interface between a bridge and whatever carries the call's audio (RTP now, WebRTC next).
+
+Audio crosses it in the call's `codec` (G.711: 8 bytes a millisecond), so the leg alone knows packets, clocks
+and sockets, and it alone counts what was played: `played_ms` is the playout position barge-in truncates at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, runtime_checkable
+
+from voicelive_sip.codecs.names import Codec
+from voicelive_sip.rtp.events import MediaEvent
+
+__all__ = ["LegStats", "MediaLeg"]
+
+
+class LegStats(Protocol):
+    """The counters a call summary reports for its media."""
+
+    @property
+    def packets_sent(self) -> int: ...
+    @property
+    def packets_received(self) -> int: ...
+    @property
+    def cumulative_lost(self) -> int: ...
+    @property
+    def jitter_ms(self) -> float: ...
+
+
+@runtime_checkable
+class MediaLeg(Protocol):
+    """Caller audio in (`receive`), agent audio out (`enqueue`, `clear`), playout position, DTMF events."""
+
+    # Called with each frame of queued (agent) audio as it goes out: recording, first audio, latency metrics.
+    on_played: Callable[[bytes], None] | None
+
+    @property
+    def codec(self) -> Codec:
+        """The codec of the audio crossing this interface."""
+        ...
+
+    @property
+    def played_ms(self) -> int:
+        """Milliseconds of queued agent audio played out so far (a running position; silence not counted)."""
+        ...
+
+    @property
+    def queued_ms(self) -> int:
+        """Agent audio queued and not yet played, in milliseconds (rounded up)."""
+        ...
+
+    @property
+    def silence_frames_sent(self) -> int:
+        """Frames that found nothing queued and went out as silence (a running count: underruns)."""
+        ...
+
+    @property
+    def frame_deadline(self) -> float:
+        """Loop time the frame being played now was due (for latency metrics), 0.0 if unpaced."""
+        ...
+
+    @property
+    def stats(self) -> LegStats:
+        """Counters for the call summary."""
+        ...
+
+    def receive(self, handler: Callable[[bytes], None]) -> None:
+        """Hand each caller frame to `handler` from now on, starting with those already received."""
+        ...
+
+    def enqueue(self, payload: bytes) -> int:
+        """Queue agent audio (any length) for playout; returns the bytes accepted (the queue is bounded)."""
+        ...
+
+    def clear(self) -> int:
+        """Drop all queued agent audio at once (barge-in); returns the bytes dropped."""
+        ...
+
+    def events(self) -> AsyncIterator[MediaEvent]:
+        """DTMF and media-timeout events (and transport-specific ones), until the leg closes."""
+        ...
+
+    def close(self) -> None:
+        """Stop sending and receiving and release the leg's resources (idempotent)."""
+        ...
