@@ -1,5 +1,9 @@
-"""The sans-I/O SIP core: messages, URIs, framing, digest authentication, transactions and dialogs."""
+"""The sans-I/O SIP core: messages, URIs, framing, digest auth, transactions, dialogs, the transaction user.
 
+Nothing here reads a clock or a socket: every time-dependent call takes `now` (see docs/architecture.md).
+"""
+
+from .admission import Admission, Verdict
 from .auth import (
     AuthAnswer,
     DigestAuthError,
@@ -9,9 +13,12 @@ from .auth import (
     VerifyOutcome,
     VerifyResult,
 )
+from .binding import RegistrationBinding, RegistrationChanged, RegistrationState
+from .call_state import TRANSITIONS, CallState, next_state
 from .dialog import Dialog, DialogId, DialogState, DialogTable, new_tag
 from .errors import LocalProtocolError, SipParseError
 from .framing import StreamFramer
+from .glare import ReofferAttempts, glare_backoff
 from .headers import CSeq, MediaType, NameAddress, Via
 from .message import (
     MAX_MESSAGE_SIZE,
@@ -25,14 +32,19 @@ from .message import (
     reason_phrase,
     request_problem,
 )
+from .session_timer import SessionTimer, TimerAction, parse_session_expires
 from .transaction import State, Timers, TransactionLayer, new_branch
+from .uas import MergedRequests, Refusal, precheck
 from .uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
+    "TRANSITIONS",
     "AbsoluteUri",
+    "Admission",
     "AuthAnswer",
     "CSeq",
+    "CallState",
     "Dialog",
     "DialogId",
     "DialogState",
@@ -44,27 +56,40 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "MediaType",
+    "MergedRequests",
     "Message",
     "NameAddress",
+    "Refusal",
+    "RegistrationBinding",
+    "RegistrationChanged",
+    "RegistrationState",
+    "ReofferAttempts",
     "Request",
     "Response",
+    "SessionTimer",
     "SipParseError",
     "SipUri",
     "State",
     "StreamFramer",
     "TelUri",
+    "TimerAction",
     "Timers",
     "TransactionLayer",
     "Uri",
+    "Verdict",
     "VerifyOutcome",
     "VerifyResult",
     "Via",
     "error_response",
+    "glare_backoff",
     "make_response",
     "new_branch",
     "new_tag",
+    "next_state",
     "parse_message",
+    "parse_session_expires",
     "parse_uri",
+    "precheck",
     "reason_phrase",
     "request_problem",
 ]
