@@ -1,8 +1,8 @@
 """Calls as applications see them: `IncomingCall` / `OutgoingCall`, each owning its dialog and state.
 
 A call moves through `sip.call_state.TRANSITIONS`; its in-dialog requests (BYE, re-INVITE for hold, REFER,
-INFO, NOTIFY, RFC 4028 refreshes) go out through the `SipEndpoint`; the `CallTable` is how the user agent
-finds a call again from a request.
+INFO, NOTIFY, RFC 4028 refreshes) go out through the narrow `CallEndpoint`; the `CallTable` is how the user
+agent finds a call again from a request.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ..sip.headers import NameAddress
 from ..sip.message import Request, Response, reason_phrase
 from ..sip.session_timer import SessionTimer, TimerAction
 from ..sip.uas import ALLOW, SUPPORTED, dtmf_relay_body, warning_text
-from .endpoint import SipEndpoint, target_uri
+from .endpoint import CallEndpoint, target_uri
 
 log = structlog.get_logger("voicelive_sip.sip.call")
 
@@ -95,7 +95,7 @@ class Call:
     role = "uac"
 
     def __init__(
-        self, endpoint: SipEndpoint, table: CallTable, call_id: str, local_media: LocalMedia | None
+        self, endpoint: CallEndpoint, table: CallTable, call_id: str, local_media: LocalMedia | None
     ) -> None:
         self._endpoint = endpoint
         self._table = table
@@ -369,7 +369,7 @@ class IncomingCall(Call):
 
     def __init__(
         self,
-        endpoint: SipEndpoint,
+        endpoint: CallEndpoint,
         table: CallTable,
         event: RequestReceived,
         offer: SessionDescription | None,
@@ -533,7 +533,7 @@ class OutgoingCall(Call):
 
     def __init__(
         self,
-        endpoint: SipEndpoint,
+        endpoint: CallEndpoint,
         table: CallTable,
         call_id: str,
         target: str,

@@ -59,6 +59,44 @@ class TransactionUser(Protocol):
     def on_terminated(self, transaction: str) -> None: ...
 
 
+class CallEndpoint(Protocol):
+    """All a call needs from the user agent: who we are, the clock, and a way to send and answer requests.
+
+    `SipEndpoint` implements it; a test may hand a call a fake one.
+    """
+
+    @property
+    def options(self) -> UserAgentOptions: ...
+    @property
+    def aor(self) -> SipUri: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    def contact(self, transport: str = "UDP") -> NameAddress: ...
+    def now(self) -> float: ...
+    def spawn(self, job: Coroutine[Any, Any, Any], name: str) -> None: ...
+    def pump(self) -> None: ...
+    async def resolve(self, uri: Uri) -> tuple[Address, str]: ...
+    async def authenticated(
+        self,
+        build: Callable[[], Request],
+        destination: Address,
+        transport: str,
+        client: DigestClient | None,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> tuple[Response, Request]: ...
+    def respond(
+        self,
+        event: RequestReceived,
+        status_code: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, object]] = (),
+        body: bytes = b"",
+    ) -> None: ...
+    def send_ack(self, dialog: Dialog, invite_seq: int, destination: Address, transport: str) -> bytes: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     """A client transaction someone awaits: the first final response, and every response if they care."""
@@ -473,4 +511,4 @@ class SipEndpoint:
         return response, request
 
 
-__all__ = ["SipEndpoint", "TransactionUser", "as_sip_uri", "target_uri"]
+__all__ = ["CallEndpoint", "SipEndpoint", "TransactionUser", "as_sip_uri", "target_uri"]
