@@ -272,6 +272,7 @@ def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: 
     async def main() -> None:
         gateway = Gateway(settings)
         await gateway.start()
+        gc.freeze()  # what `voicelive-sip serve --gc-freeze` does: the library itself leaves gc alone
         running = asyncio.get_running_loop()
         stop = asyncio.Event()
 
@@ -585,10 +586,9 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
 def caller_process(workdir: Path, target: str, calls: int, seconds: float, core: int, loop: str) -> None:
     pin(core)
     quiet_logs()
+    from voicelive_sip.aio import CallFailed, OutgoingCall, UserAgent
     from voicelive_sip.codecs import g711
     from voicelive_sip.config import MediaSettings, SipSettings
-    from voicelive_sip.aio import CallFailed, OutgoingCall
-    from voicelive_sip.aio import UserAgent
 
     arrivals = Arrivals()
     t = np.arange(int(8000 * TALK_SECONDS)) / 8000

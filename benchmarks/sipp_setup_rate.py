@@ -37,8 +37,8 @@ def serve(port_file: Path, core: int, max_transactions: int | None, loop: str = 
     """Child process: a UserAgent on one core answering every call immediately."""
     import structlog
 
-    from voicelive_sip.config import SipSettings
     from voicelive_sip.aio import UserAgent
+    from voicelive_sip.config import SipSettings
 
     os.sched_setaffinity(0, {core})
     # Per-call info logs would measure the terminal, not the user agent.

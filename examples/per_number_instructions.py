@@ -11,8 +11,8 @@ import argparse
 import asyncio
 
 from voicelive_sip import Gateway, Settings
-from voicelive_sip.config import VoiceLiveSettings, load_settings
 from voicelive_sip.aio import IncomingCall
+from voicelive_sip.config import VoiceLiveSettings, load_settings
 from voicelive_sip.sip.uri import SipUri
 
 LINES: dict[str, dict[str, object]] = {

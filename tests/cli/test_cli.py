@@ -133,3 +133,10 @@ def test_check_reports_each_step(fake_server: str) -> None:
     )
     assert failed.returncode == 1 and "✗ Voice Live" in failed.stderr
     assert "wrong-key" not in failed.stderr
+
+
+def test_serve_takes_gc_freeze_as_an_option() -> None:
+    from voicelive_sip.cli import _parser
+
+    assert _parser().parse_args(["serve", "--gc-freeze"]).gc_freeze is True
+    assert _parser().parse_args(["serve"]).gc_freeze is False

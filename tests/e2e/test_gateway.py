@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import wave
 from collections.abc import AsyncIterator
@@ -13,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from voicelive_sip.aio import CallFailed
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import GatewaySettings, MediaSettings, Settings, SipSettings
 from voicelive_sip.gateway import Gateway
-from voicelive_sip.aio import CallFailed
 from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
 from voicelive_sip.testing.fake_voicelive import FakeFaults
 
@@ -349,3 +350,14 @@ async def test_gateway_added_latency_is_observed_both_ways() -> None:
         if s.name == "voicelive_sip_gateway_latency_seconds_count"
     }
     assert counts["uplink"] > 10 and counts["downlink"] >= 1
+
+
+async def test_the_gateway_leaves_the_garbage_collector_alone() -> None:
+    # gc.freeze is process-wide: only `voicelive-sip serve --gc-freeze` (the application) may ask for it.
+    settings = Settings(
+        sip=SipSettings(port=0, local_address="127.0.0.1", t1=0.1),
+        media=MediaSettings(address="127.0.0.1", port=media_port(), port_count=100),
+    )
+    gc.unfreeze()
+    async with Gateway(settings):
+        assert gc.get_freeze_count() == 0

@@ -301,9 +301,7 @@ async def test_forced_wire_law_transcodes_the_call_law() -> None:
     caller = g711.alaw_encode(np.linspace(-20000, 20000, 800).astype(np.int16))
     async with (
         FakeVoiceLive() as fake,
-        VoiceLiveSession(
-            fake.settings(vad_type="none", audio_format="g711_ulaw"), codec="pcma"
-        ) as session,
+        VoiceLiveSession(fake.settings(vad_type="none", audio_format="g711_ulaw"), codec="pcma") as session,
     ):
         await send_paced(session, caller)
         await fake.wait_for(lambda f: len(f.appended_audio) == len(caller))
@@ -320,9 +318,7 @@ async def test_pcm16_decodes_resamples_and_comes_back_as_g711(
     caller = tone_ulaw(1000, freq=400.0)
     async with (
         FakeVoiceLive() as fake,
-        VoiceLiveSession(
-            fake.settings(vad_type="none", audio_format=audio_format), codec="pcmu"
-        ) as session,
+        VoiceLiveSession(fake.settings(vad_type="none", audio_format=audio_format), codec="pcmu") as session,
     ):
         await send_paced(session, caller)
         expected_bytes = rate * 2  # one second of PCM16 at the wire rate
@@ -627,3 +623,29 @@ async def test_reconnect_gives_up_after_the_configured_attempts() -> None:
     closed = events[-1]
     assert isinstance(closed, Closed) and isinstance(closed.error, VoiceLiveConnectError)
     assert [e.attempt for e in events if isinstance(e, Reconnecting)] == [1, 2]
+
+
+async def test_queued_audio_waits_in_the_one_backlog_while_backed_up_and_goes_out_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicelive_sip.voicelive import session as session_module
+
+    waits: list[float] = []
+    async with (
+        FakeVoiceLive() as fake,
+        VoiceLiveSession(fake.settings(vad_type="none")) as session,
+    ):
+        session.on_delayed_send = waits.append
+        backed_up = True
+        monkeypatch.setattr(session_module.FrameWriter, "backed_up", lambda self: backed_up)
+        chunks = [bytes([value]) * 160 for value in range(1, 7)]
+        for chunk in chunks[:3]:
+            assert not session.queue_audio(chunk)  # kept in the backlog, sent by the session's own task
+        backed_up = False
+        for chunk in chunks[3:]:
+            session.queue_audio(chunk)  # behind the backlog, never ahead of it
+        await fake.wait_for(lambda f: len(f.appended_audio) == 960)
+        assert fake.appended_audio == b"".join(chunks)
+        assert session.audio_bytes_sent == 960 and session.dropped_audio_bytes == 0
+        assert waits and all(wait >= 0 for wait in waits)
+        assert session.queue_audio(b"\x07" * 160)  # the backlog is empty again: straight to the socket
