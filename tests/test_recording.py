@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from voicelive_sip.codecs import g711
+from voicelive_sip.codecs import Codec, g711
 from voicelive_sip.recording import CallRecorder, recording_path
 
 RATE = 8000
@@ -98,6 +98,11 @@ def test_alaw(tmp_path: Path) -> None:
     samples = read(rec.close())
     assert np.array_equal(samples[:, 0], g711.alaw_decode(caller))
     assert not samples[:, 1].any()
+
+
+def test_the_call_codec_picks_the_law(tmp_path: Path) -> None:
+    assert CallRecorder(tmp_path / "a.wav", law=Codec.PCMA).law == "alaw"
+    assert CallRecorder(tmp_path / "u.wav", law="PCMU").law == "ulaw"
 
 
 def test_unknown_law_is_rejected(tmp_path: Path) -> None:

@@ -356,7 +356,7 @@ class CallSession:
         if settings.gateway.recording_dir:
             path = recording_path(Path(settings.gateway.recording_dir), call.call_id, datetime.now(UTC))
             codec = call.media.codec if call.media is not None else voicelive.codec
-            recorder = CallRecorder(path, law=Codec.parse(codec).law)
+            recorder = CallRecorder(path, law=codec)
         return cls(
             call,
             rtp,

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import structlog
 
 from voicelive_sip.codecs import g711
+from voicelive_sip.codecs.names import Codec
 
 __all__ = ["CallRecorder", "recording_path"]
 
@@ -62,17 +63,19 @@ class CallRecorder:
         self,
         path: Path,
         *,
-        law: str = "ulaw",
+        law: Codec | str = "ulaw",
         tolerance: float = 0.12,
         flush_after: float = 1.0,
         max_seconds: float = 6 * 3600,
     ) -> None:
-        if law not in ("ulaw", "alaw"):
-            raise ValueError(f"law must be 'ulaw' or 'alaw', got {law!r}")
+        try:  # the call's Codec, or any spelling of it (ulaw, PCMA, g711_alaw...)
+            codec = Codec.parse(law)
+        except ValueError:
+            raise ValueError(f"law must be 'ulaw' or 'alaw' (or a Codec), got {law!r}") from None
         if not 0 <= tolerance < flush_after:
             raise ValueError("tolerance must be at least 0 and below flush_after")
         self.path: Final = path
-        self.law: Final[g711.Law] = "ulaw" if law == "ulaw" else "alaw"
+        self.law: Final[g711.Law] = codec.law
         # ±60 ms of jitter on each frame puts two frames up to 120 ms apart from their nominal spacing.
         self._tolerance = round(tolerance * SAMPLE_RATE)
         self._lag = round(flush_after * SAMPLE_RATE)
