@@ -55,9 +55,9 @@ def serve(port_file: Path, core: int, max_transactions: int | None, loop: str = 
         # The user agent's defaults (per-source limit 500 new requests/s, 50000 transactions), except the
         # concurrent-call cap, which a benchmark of many short calls must not hit.
         settings = SipSettings(local_address="127.0.0.1", port=0, transports=["udp"], max_calls=10_000)
+        if max_transactions is not None:  # experiment knob (SIP_MAX_TRANSACTIONS)
+            settings = settings.model_copy(update={"max_transactions": max_transactions})
         async with UserAgent(settings) as ua:
-            if max_transactions is not None:
-                ua.layer.max_transactions = max_transactions  # experiment knob (SIP_MAX_TRANSACTIONS)
             port_file.write_text(str(ua.address[1]))
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

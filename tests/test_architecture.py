@@ -137,6 +137,10 @@ FORBIDDEN = {
     ),
     "voicelive_sip.rtp": ("voicelive_sip.aio", "voicelive_sip.sip", "voicelive_sip.voicelive"),
     "voicelive_sip.codecs": ("voicelive_sip.aio", "voicelive_sip.sip", "voicelive_sip.rtp"),
+    "voicelive_sip.voicelive": ("voicelive_sip.sip", "voicelive_sip.aio", "voicelive_sip.bridge"),
+    "voicelive_sip.config": ("voicelive_sip.bridge", "voicelive_sip.gateway"),
+    "voicelive_sip.bridge": ("voicelive_sip.cli",),
+    "voicelive_sip.gateway": ("voicelive_sip.cli",),
 }
 
 
