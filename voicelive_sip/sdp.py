@@ -52,7 +52,7 @@ STATIC_PAYLOAD_TYPES: Final = MappingProxyType(
 )
 
 # The codecs this stack can carry end to end (G.711 pass-through to Voice Live), with their static types.
-G711_PAYLOAD_TYPES: Final = MappingProxyType({"PCMU": 0, "PCMA": 8})
+G711_PAYLOAD_TYPES: Final = MappingProxyType({codec.value: codec.payload_type for codec in Codec})
 DEFAULT_DTMF_EVENTS: Final = "0-16"
 # RFC 4568 §6.2: the SDES suites whose master key+salt is 30 bytes (128-bit key, 112-bit salt).
 SRTP_SUITES: Final = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
@@ -625,7 +625,7 @@ def _parse(data: bytes | str) -> SessionDescription:
 class NegotiatedMedia:
     """What an offer/answer exchange settled for our audio stream: enough to start RTP."""
 
-    codec: str
+    codec: Codec
     payload_type: int
     clock_rate: int
     dtmf_payload_type: int | None
@@ -928,7 +928,7 @@ def answer_offer(
             )
         )
         negotiated = NegotiatedMedia(
-            codec=chosen[0],
+            codec=Codec(chosen[0]),
             payload_type=chosen[1],
             clock_rate=8000,
             dtmf_payload_type=dtmf_type,
@@ -1043,7 +1043,7 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
             raise SdpError("the SRTP answer has no a=crypto line matching one we offered")
     mux = ours.rtcp_mux and theirs.rtcp_mux
     return NegotiatedMedia(
-        codec=chosen[0],
+        codec=Codec(chosen[0]),
         payload_type=chosen[1],
         clock_rate=8000,
         dtmf_payload_type=dtmf_type,
