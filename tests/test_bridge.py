@@ -60,6 +60,11 @@ def test_builtin_definitions_come_from_tool_with_the_same_names_and_descriptions
     assert builtin_tools(GatewaySettings(hang_up_tool=False, transfer_tool=False)) == []
 
 
+def test_a_transfer_may_take_longer_than_an_ordinary_tool() -> None:
+    runner = BuiltinTools(GatewaySettings(transfer_tool=True, tool_timeout=2.0)).runner
+    assert runner._tools["transfer_call"].timeout == 40.0  # the REFER's outcome can take 32 s
+
+
 async def test_transfer_outside_the_allow_list_is_refused_without_a_refer() -> None:
     tools, session = bound(GatewaySettings(transfer_tool=True, transfer_allowed=["sip:desk@"]))
     output = await tools.runner.run("transfer_call", json.dumps({"target": "sip:elsewhere@example.com"}))

@@ -56,6 +56,7 @@ log = structlog.get_logger("voicelive_sip.bridge")
 
 HANG_UP = "hang_up"
 TRANSFER = "transfer_call"
+TRANSFER_TIMEOUT = 40.0  # seconds: Call.refer's own 32 s wait for the outcome, and some margin
 DtmfHandler = Callable[[str], Awaitable[None] | None]
 RecordingHook = Callable[[Path], Awaitable[None] | None]
 MediaUpdate = Callable[[NegotiatedMedia], None]
@@ -86,7 +87,10 @@ class BuiltinTools:
             description = "Transfer the caller to another number or SIP address (blind transfer)." + (
                 f" Allowed targets: {allowed}." if allowed else ""
             )
-            tools.append(Tool(self.transfer_call, name=TRANSFER, description=description))
+            # Not GATEWAY_TOOL_TIMEOUT: the REFER waits up to 32 s for the NOTIFY with the final status.
+            tools.append(
+                Tool(self.transfer_call, name=TRANSFER, description=description, timeout=TRANSFER_TIMEOUT)
+            )
         self.runner = ToolRunner(tools, timeout=gateway.tool_timeout)
 
     @property
