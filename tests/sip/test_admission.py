@@ -166,10 +166,6 @@ def test_default_max_sources() -> None:
     assert Admission(rate=1).max_sources == MAX_SOURCES == 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admission: a bucket holds at most `rate` tokens, so a rate below 1 never admits anything",
-)
 def test_fractional_rate_admits_one_request_every_1_over_rate_seconds() -> None:
     try:
         admission = Admission(rate=0.5)

@@ -357,10 +357,6 @@ def test_change_queue_is_bounded_and_keeps_the_newest() -> None:
     assert seen[-1] == RegistrationChanged(RegistrationState.REGISTERED, 200, "registered", 199)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="binding._granted compares Contact hosts case-sensitively (RFC 3261 §19.1.4: case-insensitive)",
-)
 def test_200_matches_our_contact_host_case_insensitively() -> None:
     ours = NameAddress(parse_uri("sip:bot@Gateway.Example.TEST:5070"))
     b = binding(expires=3600)

@@ -106,7 +106,7 @@ class Registration:
             self._task.cancel()
             self._task = None
         status: int | None = None
-        if self.state is RegistrationState.REGISTERED:
+        if self._binding.bound:
             try:
                 async with asyncio.timeout(timeout):
                     status = (await self._send(0))[0].status_code

@@ -38,6 +38,7 @@ class Admission:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
+        self.burst = max(1.0, self.rate)  # a bucket must hold one whole token, whatever the rate
         self.max_sources = max_sources
         self._allow = [ipaddress.ip_network(net, strict=False) for net in allow_from]
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
@@ -60,13 +61,13 @@ class Admission:
             return Verdict.ADMIT  # ACK, CANCEL and in-dialog requests finish what was admitted
         bucket = self._buckets.get(host)
         if bucket is None:
-            bucket = _Bucket(tokens=self.rate, updated=now)
+            bucket = _Bucket(tokens=self.burst, updated=now)
             self._buckets[host] = bucket
             if len(self._buckets) > self.max_sources:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(host)
-            bucket.tokens = min(self.rate, bucket.tokens + max(0.0, now - bucket.updated) * self.rate)
+            bucket.tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.updated) * self.rate)
             bucket.updated = now
         if bucket.tokens < 1.0:
             if now - bucket.warned >= 1.0:  # one log line per source per second, not one per datagram

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .dialog import new_tag
 from .headers import CSeq, NameAddress
 from .message import Request, Response
-from .uri import SipUri
+from .uri import SipUri, same_host
 
 REFRESH_FRACTION = 0.9  # refresh at about 90 % of the granted lifetime
 MIN_REFRESH = 1.0
@@ -68,6 +68,7 @@ class RegistrationBinding:
         self._retry = MIN_RETRY
         self._brief = 0
         self._due: float | None = now
+        self._bound = False  # the registrar holds our binding (a refresh in flight does not change that)
         self._changes: deque[RegistrationChanged] = deque(maxlen=MAX_CHANGES)
 
     # -- requests ------------------------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class RegistrationBinding:
         if 200 <= code < 300:
             granted = self._granted(response, contact)
             self._retry, self._brief = MIN_RETRY, 0
+            self._bound = True
             self._set(RegistrationState.REGISTERED, code, "registered", granted)
             self._due = now + max(MIN_REFRESH, granted * REFRESH_FRACTION)
             return
@@ -124,10 +126,16 @@ class RegistrationBinding:
     def stopped(self, status_code: int | None) -> None:
         """Unregistered (Expires: 0 answered, or given up): nothing is due any more."""
         self._due = None
-        if self.state is RegistrationState.REGISTERED:
+        if self._bound:
+            self._bound = False
             self._set(RegistrationState.UNREGISTERED, status_code or None, "unregistered", 0)
         else:
             self._set(RegistrationState.UNREGISTERED, None, "stopped", None)
+
+    @property
+    def bound(self) -> bool:
+        """True while the registrar holds our binding: removing it takes a REGISTER with Expires: 0."""
+        return self._bound
 
     # -- timing and reporting ------------------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -142,20 +150,15 @@ class RegistrationBinding:
         ours = contact.uri
         for bound in response.contact:
             uri = bound.uri
-            mine = (
-                isinstance(uri, SipUri)
-                and isinstance(ours, SipUri)
-                and (uri.host, uri.port)
-                == (
-                    ours.host,
-                    ours.port,
-                )
-            )
-            if mine and bound.expires is not None:
+            # RFC 3261 §19.1.4: hosts compare case-insensitively (IPv6 by value); a registrar may re-spell.
+            if not (isinstance(uri, SipUri) and isinstance(ours, SipUri)) or uri.port != ours.port:
+                continue
+            if same_host(uri.host, ours.host) and bound.expires is not None:
                 return bound.expires
         return response.expires if response.expires is not None else self._asking
 
     def _fail(self, status: int, reason: str) -> None:
+        self._bound = False
         self._set(RegistrationState.FAILED, status, reason, None)
 
     def _set(self, state: RegistrationState, status: int | None, reason: str, expires: int | None) -> None:

@@ -143,7 +143,7 @@ def info_dtmf(request: Request) -> tuple[str | None, int]:
         digit = signal.upper() if len(signal) == 1 and signal.upper() in DTMF_DIGITS else None
         if signal in ("10", "11"):
             digit = "*" if signal == "10" else "#"
-        return digit, int(duration) if duration.isdigit() and len(duration) <= 6 else 160
+        return digit, int(duration) if _ascii_digits(duration) and len(duration) <= 6 else 160
     if content.mime == "application/dtmf":
         signal = text.strip().upper()
         return (signal if len(signal) == 1 and signal in DTMF_DIGITS else None), 160
@@ -173,11 +173,16 @@ def refer_status(request: Request) -> ReferStatus | None:
         return None
     status_line = request.body.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("utf-8", "replace")
     parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) != 3:
+    if len(parts) < 2 or not _ascii_digits(parts[1]) or len(parts[1]) != 3:
         return None
     status, reason = int(parts[1]), parts[2] if len(parts) > 2 else ""
     state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
     return ReferStatus(status, reason, status >= 200 or state == "terminated")
+
+
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() is also true for "²" and other Unicode digits that int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 def warning_text(text: str) -> str:

@@ -72,6 +72,11 @@ def _normalize_host(host: str) -> str:
     return host.rstrip(".")
 
 
+def same_host(a: str, b: str) -> bool:
+    """Whether two URI hosts are the same (RFC 3261 §19.1.4: case-insensitive, IPv6 by value)."""
+    return _normalize_host(a) == _normalize_host(b)
+
+
 def _param_lookup(params: Params, name: str) -> tuple[bool, str | None]:
     lname = name.lower()
     for key, value in params:
