@@ -45,7 +45,7 @@ def gateway_options() -> dict[str, Any]:
 async def test_the_agent_looks_up_the_order(
     fake_voicelive: FakeVoiceLive, gateway: Any, sip_phone: SipPhone
 ) -> None:
-    call = await sip_phone.dial(f"sip:agent@127.0.0.1:{gateway.ua.address[1]}")
+    call = await sip_phone.call(f"sip:agent@127.0.0.1:{gateway.ua.address[1]}")
     await call.wait_for(lambda c: c.first_audio_time() is not None)  # the greeting plays
     t = np.arange(8000 * 0.6) / 8000
     await call.play((9000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16))  # the caller speaks

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .aio.options import UserAgentOptions
+from .codecs.names import Codec
 from .errors import VoiceLiveSipError
 from .logs import LoggingSettings
 
@@ -70,7 +71,10 @@ class VoiceLiveSettings(BaseSettings):
     reconnect_buffer_ms: int = Field(
         default=20_000,
         ge=0,
-        description="Caller audio kept while disconnected, sent after reconnecting (ms).",
+        description=(
+            "Caller audio kept while Voice Live cannot take it (reconnecting, backed up), sent in order "
+            "afterwards (ms); when full, the oldest audio is dropped first."
+        ),
     )
     reconnect_replay_ms: int = Field(
         default=3_000,
@@ -177,7 +181,6 @@ class VoiceLiveSettings(BaseSettings):
 
 
 Transport = Literal["udp", "tcp"]
-Codec = Literal["PCMU", "PCMA"]
 
 
 def _default_transports() -> list[Transport]:
@@ -185,7 +188,15 @@ def _default_transports() -> list[Transport]:
 
 
 def _default_codecs() -> list[Codec]:
-    return ["PCMU", "PCMA"]
+    return [Codec.PCMU, Codec.PCMA]
+
+
+def _codecs(value: object) -> object:
+    # MEDIA_CODECS=pcmu,alaw works too: every spelling of a codec in use maps to the one `Codec` name.
+    value = _csv(value)
+    if isinstance(value, list):
+        return [Codec.parse(item) if isinstance(item, str) else item for item in value]
+    return value
 
 
 class SipSettings(BaseSettings):
@@ -369,7 +380,7 @@ class MediaSettings(BaseSettings):
         default=30.0, gt=0, description="Agent audio buffered per call (s)."
     )
 
-    _split_lists = field_validator("codecs", mode="before")(_csv)
+    _split_codecs = field_validator("codecs", mode="before")(_codecs)
 
 
 class GatewaySettings(BaseSettings):

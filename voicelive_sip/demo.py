@@ -70,7 +70,7 @@ async def run(output: Path, *, out: TextIO = sys.stdout, pace: float = 1.0) -> D
             _say(out, f"  gateway listening on udp/tcp {gateway.ua.address[0]}:{gateway.ua.address[1]}")
             _say(out, f"  phone dials {target} ...")
             t0 = loop.time()
-            call = await phone.dial(target)
+            call = await phone.call(target)
             await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=10)
             await asyncio.sleep(1.5 * pace)
             question = render_sentence(QUESTION) if speech else None

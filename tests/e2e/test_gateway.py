@@ -67,7 +67,7 @@ async def finished(gateway: Gateway, count: int = 1) -> None:
 
 async def test_greeting_is_heard_and_caller_audio_reaches_voice_live_byte_for_byte() -> None:
     async with bridge() as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         start = call.first_audio_time()
         assert start is not None
@@ -90,7 +90,7 @@ async def test_greeting_is_heard_and_caller_audio_reaches_voice_live_byte_for_by
 async def test_barge_in_stops_the_agent_within_a_frame_and_truncates_at_what_was_heard() -> None:
     greeting = "This greeting goes on for about five seconds so that the caller can interrupt it."
     async with bridge({"greeting": greeting}) as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         started = call.first_audio_time()
         assert started is not None
@@ -124,7 +124,7 @@ async def test_dtmf_reaches_the_application_and_the_model() -> None:
         gateway,
         phone,
     ):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.send_dtmf("5")
         await call.send_dtmf("#", method="info")
         for _ in range(100):
@@ -149,7 +149,7 @@ def _user_texts(fake: FakeVoiceLive) -> list[str]:
 
 async def test_hold_and_resume_keep_one_voice_live_connection() -> None:
     async with bridge() as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await call.hold()
         await asyncio.sleep(0.3)
@@ -167,7 +167,7 @@ async def test_hold_and_resume_keep_one_voice_live_connection() -> None:
 async def test_voice_live_drop_mid_call_is_restored_without_losing_caller_audio() -> None:
     faults = FakeFaults(close_after_s=1.0)
     async with bridge({"faults": faults}) as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         spoken = tone(2.0, 700.0)
         await call.play(spoken)  # spans the drop at 1 s
@@ -186,7 +186,7 @@ async def test_voice_live_drop_mid_call_is_restored_without_losing_caller_audio(
 async def test_hang_up_tool_lets_the_goodbye_play_then_sends_bye() -> None:
     reply = FakeReply(text="Goodbye!", tool_call=FakeToolCall("hang_up", "{}"))
     async with bridge({"replies": [reply], "greeting": "Hi."}) as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await asyncio.sleep(0.4)
         await call.play(tone(0.6))  # a caller turn: the fake answers with the hang_up tool call
@@ -207,7 +207,7 @@ async def test_unreachable_voice_live_rejects_the_call_with_503() -> None:
     )
     async with Gateway(settings) as gateway, SipPhone(media_port=media_port()) as phone:
         with pytest.raises(CallFailed) as failed:
-            await phone.dial(target(gateway))
+            await phone.call(target(gateway))
         assert failed.value.status_code == 503
 
 
@@ -215,7 +215,7 @@ async def test_recording_is_a_stereo_wav_with_both_sides(tmp_path: Path) -> None
     uploaded: list[Path] = []
     options = {"recording_dir": str(tmp_path)}
     async with bridge(gateway_options=options, on_recording=uploaded.append) as (_fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await call.play(tone(1.0, 1000.0))
         await call.hangup()
@@ -247,7 +247,7 @@ async def test_metrics_and_readiness_follow_the_calls() -> None:
     async with bridge() as (_fake, gateway, phone):
         ready, details = gateway.readiness()
         assert ready and details["draining"] is False
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await call.hangup()
         await finished(gateway)
@@ -271,7 +271,7 @@ async def test_transfer_call_tool_sends_refer_to_the_caller(status: int, outcome
     )
     options = {"transfer_tool": True, "transfer_allowed": ["sip:desk@"]}
     async with bridge({"replies": [reply], "greeting": "Hi."}, options) as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         call.transfer_status = status
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await asyncio.sleep(0.4)
@@ -291,7 +291,7 @@ async def test_transfer_call_tool_sends_refer_to_the_caller(status: int, outcome
 
 async def test_pcm16_mode_goes_through_the_resampler() -> None:
     async with bridge(voicelive_options={"audio_format": "pcm16_24000"}) as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         start = call.first_audio_time()
         assert start is not None
@@ -308,7 +308,7 @@ async def test_pcm16_mode_goes_through_the_resampler() -> None:
 async def test_voice_live_failing_for_good_ends_the_call_with_bye() -> None:
     options = {"reconnect_attempts": 2, "reconnect_initial_delay": 0.05, "connect_timeout": 1.0}
     async with bridge(voicelive_options=options) as (fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await fake.stop()  # the service goes away and stays away: every reconnect fails
         ended = await asyncio.wait_for(call.wait_ended(), 15)
@@ -319,12 +319,12 @@ async def test_voice_live_failing_for_good_ends_the_call_with_bye() -> None:
 
 async def test_drain_refuses_new_calls_then_ends_the_rest() -> None:
     async with bridge() as (_fake, gateway, phone), SipPhone(media_port=media_port()) as late:
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         draining = asyncio.ensure_future(gateway.drain(timeout=1.0))
         await asyncio.sleep(0.1)
         with pytest.raises(CallFailed) as refused:
-            await late.dial(target(gateway))
+            await late.call(target(gateway))
         assert refused.value.status_code == 503  # new INVITEs are turned away while draining
         assert not call.ended  # the call in progress carries on...
         ended = await asyncio.wait_for(call.wait_ended(), 10)  # ...until the drain timeout
@@ -337,7 +337,7 @@ async def test_gateway_added_latency_is_observed_both_ways() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     async with bridge() as (_fake, gateway, phone):
-        call = await phone.dial(target(gateway))
+        call = await phone.call(target(gateway))
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         await asyncio.sleep(0.3)
         await call.hangup()

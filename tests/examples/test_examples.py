@@ -88,7 +88,7 @@ async def test_order_status_gateway_answers_with_the_tool() -> None:
         SipPhone(media_port=42000) as phone,
         example.gateway(_settings(fake)) as gateway,
     ):
-        call = await phone.dial(f"sip:agent@127.0.0.1:{gateway.ua.address[1]}")
+        call = await phone.call(f"sip:agent@127.0.0.1:{gateway.ua.address[1]}")
         await call.wait_for(lambda c: c.first_audio_time() is not None)
         await _speak(call)
         await fake.wait_for(lambda f: bool(f.function_outputs))
@@ -121,7 +121,7 @@ async def test_per_number_instructions_pick_the_line() -> None:
         SipPhone(media_port=42400) as phone,
         example.gateway(_settings(fake)) as gateway,
     ):
-        call = await phone.dial(f"sip:+49301234@127.0.0.1:{gateway.ua.address[1]}")
+        call = await phone.call(f"sip:+49301234@127.0.0.1:{gateway.ua.address[1]}")
         await call.wait_for(lambda c: c.first_audio_time() is not None)
         await call.hangup()
     assert fake.session_config["instructions"].startswith("Du bist der Support-Assistent")

@@ -520,8 +520,8 @@ def ua_settings() -> dict[str, Any]:
 @pytest.fixture
 async def ua(call_plan: CallPlan, ua_settings: dict[str, Any]) -> AsyncIterator[RunningUa]:
     """A UserAgent on 127.0.0.1 (UDP and TCP on a free port) whose application handles every call."""
-    from voicelive_sip.config import SipSettings
     from voicelive_sip.aio import UserAgent
+    from voicelive_sip.config import SipSettings
 
     settings = SipSettings(local_address=LOCALHOST, port=0, transports=["udp", "tcp"], **ua_settings)
     async with UserAgent(settings) as agent:

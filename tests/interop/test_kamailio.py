@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from tests.interop.conftest import LOCALHOST, Kamailio, RunningUa, Sipp, scenario
+from voicelive_sip.aio import RegistrationFailed, RegistrationState, UserAgent
 from voicelive_sip.config import SipSettings
-from voicelive_sip.aio import RegistrationFailed, RegistrationState
-from voicelive_sip.aio import UserAgent
 
 pytestmark = pytest.mark.interop
 

@@ -70,7 +70,7 @@ async def connected(**options: object) -> AsyncIterator[tuple[SipPhone, SipPhone
         SipPhone(media_port=31200, user="bob", **options) as bob,  # type: ignore[arg-type]
     ):
         answering = asyncio.create_task(bob.answer_next(timeout=5))
-        outgoing = await alice.dial(bob.uri)
+        outgoing = await alice.call(bob.uri)
         incoming = await answering
         yield alice, bob, outgoing, incoming
 
@@ -193,7 +193,7 @@ async def test_closing_a_phone_hangs_up_its_calls() -> None:
     async with SipPhone(media_port=31400) as bob:
         answering = asyncio.create_task(bob.answer_next(timeout=5))
         async with SipPhone(media_port=31600) as alice:
-            outgoing = await alice.dial(bob.uri)
+            outgoing = await alice.call(bob.uri)
             incoming = await answering
         assert outgoing.ended and alice.pool.in_use == 0
         ended = await incoming.wait_ended()
@@ -258,7 +258,20 @@ async def test_bundled_question_and_bad_sources() -> None:
 async def test_sip_phone_fixture(sip_phone: SipPhone) -> None:
     async with SipPhone(media_port=31800) as caller:
         answering = asyncio.create_task(sip_phone.answer_next(timeout=5))
-        call = await caller.dial(sip_phone.uri)
+        call = await caller.call(sip_phone.uri)
         answered = await answering
         await call.send_dtmf("9", method="info")
         await answered.wait_for(lambda c: c.dtmf_received == ["9"])
+
+
+async def test_dial_is_the_deprecated_name_of_call() -> None:
+    async with (
+        SipPhone(media_port=31400, user="alice") as alice,
+        SipPhone(media_port=31600, user="bob") as bob,
+    ):
+        answering = asyncio.create_task(bob.answer_next(timeout=5))
+        with pytest.warns(DeprecationWarning, match="SipPhone.call"):
+            outgoing = await alice.dial(bob.uri)
+        incoming = await answering
+        assert outgoing.call.call_id == incoming.call.call_id
+        await outgoing.hangup()

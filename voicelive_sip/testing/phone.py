@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import subprocess
+import warnings
 import wave
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -580,6 +581,11 @@ class SipPhone:
             await call.hangup()
 
     async def dial(self, target: str, *, timeout: float | None = None) -> PhoneCall:
+        """Deprecated name of `call()` (in this library `dial` returns before the answer; this waits)."""
+        warnings.warn("SipPhone.dial() is now SipPhone.call()", DeprecationWarning, stacklevel=2)
+        return await self.call(target, timeout=timeout)
+
+    async def call(self, target: str, *, timeout: float | None = None) -> PhoneCall:
         """Call `target` (a SIP URI) and return the call once answered; raises `CallFailed` otherwise."""
         rtp = await self._open_rtp()
         try:
