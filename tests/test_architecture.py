@@ -204,3 +204,30 @@ def test_no_module_of_the_asyncio_layer_is_over_600_lines() -> None:
         if (n := len(path.read_text().splitlines())) > 600
     }
     assert long == {}
+
+
+def test_every_error_the_library_defines_has_one_root() -> None:
+    import importlib
+    import inspect
+
+    from voicelive_sip.errors import LocalProtocolError, RemoteProtocolError, VoiceLiveSipError
+
+    errors = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = importlib.import_module(_module_name(path))
+        for name, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
+                errors[f"{module.__name__}.{name}"] = value
+    assert "voicelive_sip.sip.errors.SipParseError" in errors and len(errors) > 15
+    assert sorted(name for name, cls in errors.items() if not issubclass(cls, VoiceLiveSipError)) == []
+    from voicelive_sip.rtp.packet import RtpParseError
+    from voicelive_sip.sdp import SdpError
+    from voicelive_sip.sip import SipParseError
+    from voicelive_sip.sip.transaction import TransactionLimitReached
+
+    assert all(issubclass(cls, RemoteProtocolError) for cls in (SipParseError, SdpError, RtpParseError))
+    assert issubclass(TransactionLimitReached, LocalProtocolError)

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Final, Literal, TypeGuard
 
 from .codecs.names import Codec
+from .errors import RemoteProtocolError
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 
@@ -65,7 +66,7 @@ _SRTP_PROTOS: Final = ("RTP/SAVP", "RTP/SAVPF")
 _HOLD_ADDRESSES: Final = ("0.0.0.0", "::")
 
 
-class SdpError(ValueError):
+class SdpError(RemoteProtocolError):
     """The SDP is malformed or cannot be used; a UA answers 400 for a body it cannot parse, else 488."""
 
 

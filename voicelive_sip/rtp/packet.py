@@ -6,6 +6,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
+from voicelive_sip.errors import RemoteProtocolError
+
 __all__ = [
     "Bye",
     "ReceiverReport",
@@ -39,11 +41,11 @@ _REPORT_BLOCK = struct.Struct("!IIIIII")
 _SR_INFO = struct.Struct("!IIIIII")  # SSRC, NTP msw, NTP lsw, RTP timestamp, packet count, octet count
 
 
-class RtpParseError(ValueError):
+class RtpParseError(RemoteProtocolError):
     """The datagram is not a valid RTP packet (RFC 3550 §5.1); the session counts and drops it."""
 
 
-class RtcpParseError(ValueError):
+class RtcpParseError(RemoteProtocolError):
     """The datagram is not a valid RTCP compound packet (RFC 3550 §6.1); the session counts and drops it."""
 
 

@@ -22,6 +22,7 @@ import structlog
 from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
 from voicelive_sip.codecs.plc import Concealer, ConcealmentMode
+from voicelive_sip.errors import VoiceLiveSipError
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import TelephoneEventReceiver, TelephoneEventSender
 from voicelive_sip.rtp.events import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
@@ -67,7 +68,7 @@ MAX_SEND_BACKLOG: Final = 64 * 1024  # bytes queued in the transport before we d
 BIND_ATTEMPTS: Final = 16
 
 
-class PortPoolExhausted(RuntimeError):
+class PortPoolExhausted(VoiceLiveSipError, RuntimeError):
     """No RTP port pair is free: the UA should answer 503 Service Unavailable."""
 
 

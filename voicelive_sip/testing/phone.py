@@ -37,6 +37,7 @@ from voicelive_sip.aio import (
 )
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import MediaSettings, SipSettings
+from voicelive_sip.errors import VoiceLiveSipError
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import DTMF_DIGITS
 from voicelive_sip.rtp.events import DtmfReceived, MediaEvent, MediaTimeout
@@ -76,7 +77,7 @@ ESPEAK_TIMEOUT: Final = 20.0
 QUESTION_WAV: Final = Path(__file__).with_name("data") / "question.wav"
 
 
-class SpeechUnavailable(RuntimeError):
+class SpeechUnavailable(VoiceLiveSipError, RuntimeError):
     """A `Sentence` was to be spoken but espeak-ng is not installed."""
 
 

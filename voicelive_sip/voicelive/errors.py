@@ -8,8 +8,10 @@ import ssl
 import aiohttp
 from azure.core.exceptions import ClientAuthenticationError
 
+from voicelive_sip.errors import VoiceLiveSipError
 
-class VoiceLiveError(Exception):
+
+class VoiceLiveError(VoiceLiveSipError):
     """Base of every Voice Live session error."""
 
 

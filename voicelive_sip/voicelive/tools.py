@@ -24,6 +24,8 @@ import pydantic
 import pydantic_core
 import structlog
 
+from voicelive_sip.errors import VoiceLiveSipError
+
 __all__ = ["CallInfo", "Tool", "ToolRunner", "tool"]
 
 log = structlog.get_logger("voicelive_sip.voicelive.tools")
@@ -63,7 +65,7 @@ class _Parameter:
     required: bool
 
 
-class ToolArgumentsError(ValueError):
+class ToolArgumentsError(VoiceLiveSipError, ValueError):
     """The model's arguments do not fit the tool's signature."""
 
 
