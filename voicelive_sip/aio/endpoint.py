@@ -38,6 +38,7 @@ from ..sip.events import (
 from ..sip.headers import NameAddress, Via
 from ..sip.message import Request, Response, error_response, make_response
 from ..sip.transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
+from ..sip.uac import ack_for_2xx
 from ..sip.uas import to_tag
 from ..sip.uri import SipUri, TelUri, Uri, parse_uri
 from .options import UserAgentOptions
@@ -374,11 +375,8 @@ class SipEndpoint:
 
     def send_ack(self, dialog: Dialog, invite_seq: int, destination: Address, transport: str) -> bytes:
         """The ACK for a 2xx (RFC 3261 §13.2.2.4): a transaction of its own with a new branch; returns it."""
-        ack = dialog.create_ack(invite_seq)
-        ack.headers.prepend(
-            "Via", Via(transport, self.via_host, self.address[1], (("branch", new_branch()),))
-        )
-        data = ack.serialize()
+        via = Via(transport, self.via_host, self.address[1], (("branch", new_branch()),))
+        data = ack_for_2xx(dialog, invite_seq, via).serialize()
         self.send_raw(data, destination, transport)
         return data
 

@@ -14,9 +14,10 @@ from ..sdp import NegotiatedMedia, SdpError, SessionDescription, parse_answer
 from ..sip.call_state import Answered, CallState, Ringing
 from ..sip.dialog import Dialog, new_tag
 from ..sip.events import Address, StrayResponse
-from ..sip.headers import CSeq, NameAddress
+from ..sip.headers import NameAddress
 from ..sip.message import Request, Response
 from ..sip.session_timer import SessionTimer
+from ..sip.uac import cancel_for, new_request
 from ..sip.uas import ALLOW, SUPPORTED, allow_of
 from ..sip.uri import Uri
 from .call import CallTable, OutgoingCall, sdp_offer
@@ -25,34 +26,6 @@ from .endpoint import SipEndpoint
 log = structlog.get_logger("voicelive_sip.sip.ua")
 
 MAX_FORKS = 16  # extra 2xx dialogs (forks) answered with ACK + BYE per call, at most
-
-
-def new_request(
-    method: str, uri: Uri, *, to: NameAddress, from_: NameAddress, call_id: str, seq: int
-) -> Request:
-    """An out-of-dialog request (RFC 3261 §8.1.1) without Via (the endpoint adds it)."""
-    request = Request(method, uri)
-    h = request.headers
-    h.add("Max-Forwards", 70)
-    h.add("From", from_)
-    h.add("To", to)
-    h.add("Call-ID", call_id)
-    h.add("CSeq", CSeq(seq, method))
-    return request
-
-
-def cancel_for(invite: Request) -> Request:
-    """CANCEL (RFC 3261 §9.1): the INVITE's Request-URI, Call-ID, From, To, CSeq number and top Via."""
-    cancel = Request("CANCEL", invite.uri)
-    cancel.headers.add("Via", invite.top_via)
-    for route in invite.headers.get_all("Route"):
-        cancel.headers.add("Route", route)
-    cancel.headers.add("Max-Forwards", 70)
-    cancel.headers.add("From", invite.from_)
-    cancel.headers.add("To", invite.headers.get("To"))
-    cancel.headers.add("Call-ID", invite.call_id)
-    cancel.headers.add("CSeq", CSeq(invite.cseq.seq, "CANCEL"))
-    return cancel
 
 
 @dataclass(slots=True)
@@ -276,4 +249,4 @@ class OutgoingCalls:
         self.endpoint.send_request(cancel_for(state.invite), destination, transport)
 
 
-__all__ = ["OutgoingCalls", "OutgoingInvite", "cancel_for", "new_request"]
+__all__ = ["OutgoingCalls", "OutgoingInvite"]

@@ -34,6 +34,7 @@ from .message import (
 )
 from .session_timer import SessionTimer, TimerAction, parse_session_expires
 from .transaction import State, Timers, TransactionLayer, new_branch
+from .uac import ack_for_2xx, cancel_for, new_request
 from .uas import MergedRequests, Refusal, precheck
 from .uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
 
@@ -80,10 +81,13 @@ __all__ = [
     "VerifyOutcome",
     "VerifyResult",
     "Via",
+    "ack_for_2xx",
+    "cancel_for",
     "error_response",
     "glare_backoff",
     "make_response",
     "new_branch",
+    "new_request",
     "new_tag",
     "next_state",
     "parse_message",
