@@ -15,7 +15,7 @@ import contextlib
 from typing import cast
 
 from voicelive_sip.sip import SipParseError, TransactionLayer, error_response, make_response, parse_message
-from voicelive_sip.sip.events import RequestReceived
+from voicelive_sip.sip.transaction_events import RequestReceived
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 

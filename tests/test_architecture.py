@@ -222,7 +222,7 @@ def test_every_error_the_library_defines_has_one_root() -> None:
                 and value.__module__ == module.__name__
             ):
                 errors[f"{module.__name__}.{name}"] = value
-    assert "voicelive_sip.sip.errors.SipParseError" in errors and len(errors) > 15
+    assert "voicelive_sip.errors.SipParseError" in errors and len(errors) > 15
     assert sorted(name for name, cls in errors.items() if not issubclass(cls, VoiceLiveSipError)) == []
     from voicelive_sip.rtp.packet import RtpParseError
     from voicelive_sip.sdp import SdpError
@@ -231,3 +231,12 @@ def test_every_error_the_library_defines_has_one_root() -> None:
 
     assert all(issubclass(cls, RemoteProtocolError) for cls in (SipParseError, SdpError, RtpParseError))
     assert issubclass(TransactionLimitReached, LocalProtocolError)
+
+
+def test_no_two_modules_share_a_name() -> None:
+    names: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            names.setdefault(path.name, []).append(str(path.relative_to(PACKAGE.parent)))
+    assert len(names) > 40
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}

@@ -35,11 +35,11 @@ if TYPE_CHECKING:
         ProtocolError,
         RegistrationFailed,
         RemoteProtocolError,
+        SipParseError,
+        VoiceLiveError,
         VoiceLiveSipError,
     )
     from .gateway import Configure, Gateway, SessionHook, SummaryHook
-    from .sip.errors import SipParseError
-    from .voicelive.errors import VoiceLiveError
     from .voicelive.tools import CallInfo, Tool, tool
 
 # name -> module that defines it
@@ -66,12 +66,12 @@ _EXPORTS = {
     "RemoteProtocolError": ".errors",
     "SessionHook": ".gateway",
     "Settings": ".config",
-    "SipParseError": ".sip.errors",
+    "SipParseError": ".errors",
     "SummaryHook": ".gateway",
     "Tool": ".voicelive.tools",
     "UserAgent": ".aio",
     "UserAgentOptions": ".aio",
-    "VoiceLiveError": ".voicelive.errors",
+    "VoiceLiveError": ".errors",
     "VoiceLiveSipError": ".errors",
     "tool": ".voicelive.tools",
 }

@@ -30,11 +30,10 @@ from .aio import (
 )
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
-from .media import MediaLeg
+from .media import DtmfReceived, MediaLeg, MediaTimeout
 from .metrics import GatewayMetrics
 from .recording import CallRecorder, recording_path
 from .rtp.clock import MediaClock
-from .rtp.events import DtmfReceived, MediaTimeout
 from .rtp.session import PortPool, RtpSession
 from .sdp import NegotiatedMedia
 from .voicelive import (

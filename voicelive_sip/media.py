@@ -7,12 +7,55 @@ and sockets, and it alone counts what was played: `played_ms` is the playout pos
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from voicelive_sip.codecs.names import Codec
-from voicelive_sip.rtp.events import MediaEvent
+from voicelive_sip.rtp.dtmf import DtmfEvent
 
-__all__ = ["LegStats", "MediaLeg"]
+__all__ = [
+    "ByeReceived",
+    "DtmfReceived",
+    "LegStats",
+    "MediaEvent",
+    "MediaLeg",
+    "MediaTimeout",
+    "SsrcChanged",
+]
+
+
+# -- what a leg reports besides audio (small frozen dataclasses, h11 style) ---------------------------
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """The caller pressed a key (RFC 4733)."""
+
+    event: DtmfEvent
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTimeout:
+    """No RTP or RTCP from the peer for `idle` seconds while we expected media: the call is probably dead."""
+
+    idle: float
+
+
+@dataclass(frozen=True, slots=True)
+class SsrcChanged:
+    """The peer's stream restarted with a new SSRC (RFC 3550 §8.2); `old` is None for the first source."""
+
+    old: int | None
+    new: int
+
+
+@dataclass(frozen=True, slots=True)
+class ByeReceived:
+    """The peer sent RTCP BYE for its source (RFC 3550 §6.6)."""
+
+    ssrc: int
+    reason: str
+
+
+MediaEvent = DtmfReceived | MediaTimeout | SsrcChanged | ByeReceived
 
 
 class LegStats(Protocol):

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from voicelive_sip.codecs import Codec
+from voicelive_sip.media import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.clock import MediaClock
-from voicelive_sip.rtp.events import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.jitter import Frame
 from voicelive_sip.rtp.packet import RtpPacket, is_rtcp, parse_rtcp
 from voicelive_sip.rtp.session import PortPool, PortPoolExhausted, RtpSession

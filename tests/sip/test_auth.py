@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from voicelive_sip.errors import LocalProtocolError, SipParseError
 from voicelive_sip.sip.auth import (
     DigestAlgorithm,
     DigestAuthError,
@@ -26,7 +27,6 @@ from voicelive_sip.sip.auth import (
     serialize_challenge,
     serialize_credentials,
 )
-from voicelive_sip.sip.errors import LocalProtocolError, SipParseError
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 REALM = "sip.example.com"

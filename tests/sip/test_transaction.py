@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from voicelive_sip.sip import LocalProtocolError, Request, Response, Via, make_response, parse_message
-from voicelive_sip.sip.events import (
+from voicelive_sip.sip.transaction import (
+    State,
+    Timers,
+    TransactionLayer,
+    TransactionLimitReached,
+    response_destination,
+)
+from voicelive_sip.sip.transaction_events import (
     AckReceived,
     AckTimeout,
     RequestReceived,
@@ -14,13 +21,6 @@ from voicelive_sip.sip.events import (
     TransactionEvent,
     TransactionTerminated,
     TransactionTimeout,
-)
-from voicelive_sip.sip.transaction import (
-    State,
-    Timers,
-    TransactionLayer,
-    TransactionLimitReached,
-    response_destination,
 )
 
 PEER = ("192.0.2.20", 5060)

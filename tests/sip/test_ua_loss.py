@@ -12,7 +12,7 @@ import pytest
 from voicelive_sip.aio import IncomingCall, UserAgent
 from voicelive_sip.aio.transport import TransportLayer
 from voicelive_sip.config import SipSettings
-from voicelive_sip.sip.events import Outgoing
+from voicelive_sip.sip.transaction_events import Outgoing
 
 LOSS = 0.3
 

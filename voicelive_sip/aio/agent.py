@@ -18,8 +18,8 @@ from ..errors import CallFailed, LocalProtocolError
 from ..sdp import LocalSdpSession
 from ..sip.auth import DigestClient
 from ..sip.call_state import LocalMedia
-from ..sip.events import AckReceived, AckTimeout, Address, RequestReceived, StrayResponse
 from ..sip.headers import NameAddress
+from ..sip.transaction_events import AckReceived, AckTimeout, Address, RequestReceived, StrayResponse
 from ..sip.uri import SipUri
 from .call import Call, CallTable, IncomingCall, OutgoingCall
 from .endpoint import SipEndpoint, as_sip_uri, target_uri

@@ -37,11 +37,11 @@ from ..sip.call_state import (
     next_state,
 )
 from ..sip.dialog import Dialog, DialogId, DialogTable
-from ..sip.events import Address, RequestReceived
 from ..sip.glare import ReofferAttempts
 from ..sip.headers import NameAddress
 from ..sip.message import Request, Response, reason_phrase
 from ..sip.session_timer import SessionTimer, TimerAction
+from ..sip.transaction_events import Address, RequestReceived
 from ..sip.uas import ALLOW, SUPPORTED, dtmf_relay_body, warning_text
 from .endpoint import CallEndpoint, target_uri
 

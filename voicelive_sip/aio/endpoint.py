@@ -17,12 +17,14 @@ from typing import Any, Protocol
 import structlog
 
 from .._tasks import TaskSet
-from ..errors import CallFailed, LocalProtocolError
+from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sip.admission import Admission, Verdict
 from ..sip.auth import DigestAuthError, DigestClient
 from ..sip.dialog import Dialog, new_tag
-from ..sip.errors import SipParseError
-from ..sip.events import (
+from ..sip.headers import NameAddress, Via
+from ..sip.message import Request, Response, error_response, make_response
+from ..sip.transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
+from ..sip.transaction_events import (
     AckReceived,
     AckTimeout,
     Address,
@@ -35,9 +37,6 @@ from ..sip.events import (
     TransactionTimeout,
     TransportFailed,
 )
-from ..sip.headers import NameAddress, Via
-from ..sip.message import Request, Response, error_response, make_response
-from ..sip.transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
 from ..sip.uac import ack_for_2xx
 from ..sip.uas import to_tag
 from ..sip.uri import SipUri, TelUri, Uri, parse_uri

@@ -14,16 +14,15 @@ from dataclasses import dataclass
 import structlog
 
 from ..codecs.names import Codec
-from ..errors import CallFailed, LocalProtocolError
+from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sdp import NoCommonCodec, SdpError, SessionDescription, answer_offer, choose_codec, parse_answer
 from ..sip.auth import DigestServer, VerifyOutcome
 from ..sip.call_state import CallState, InfoDtmf, MediaUpdated, ReferProgress, TransferRequested
 from ..sip.dialog import Dialog
-from ..sip.errors import SipParseError
-from ..sip.events import AckReceived, AckTimeout, RequestReceived
 from ..sip.headers import NameAddress
 from ..sip.message import request_problem
 from ..sip.session_timer import parse_session_expires
+from ..sip.transaction_events import AckReceived, AckTimeout, RequestReceived
 from ..sip.uas import (
     ACCEPT,
     ALLOW,

@@ -13,10 +13,10 @@ from ..errors import CallFailed
 from ..sdp import NegotiatedMedia, SdpError, SessionDescription, parse_answer
 from ..sip.call_state import Answered, CallState, Ringing
 from ..sip.dialog import Dialog, new_tag
-from ..sip.events import Address, StrayResponse
 from ..sip.headers import NameAddress
 from ..sip.message import Request, Response
 from ..sip.session_timer import SessionTimer
+from ..sip.transaction_events import Address, StrayResponse
 from ..sip.uac import cancel_for, new_request
 from ..sip.uas import ALLOW, SUPPORTED, allow_of
 from ..sip.uri import Uri

@@ -16,10 +16,10 @@ from typing import cast
 
 import structlog
 
-from ..sip.errors import SipParseError
-from ..sip.events import Address, Outgoing
+from ..errors import SipParseError
 from ..sip.framing import StreamFramer
 from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
+from ..sip.transaction_events import Address, Outgoing
 
 log = structlog.get_logger("voicelive_sip.sip.transport")
 

@@ -1,8 +1,8 @@
 """The RTP media engine: packets, jitter buffer, RFC 4733 DTMF, the 20 ms media clock, call sessions."""
 
+from voicelive_sip.media import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.clock import ClockStatistics, MediaClock, TickSchedule
 from voicelive_sip.rtp.dtmf import DtmfEvent, TelephoneEventReceiver, TelephoneEventSender
-from voicelive_sip.rtp.events import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.jitter import Frame, JitterBuffer, JitterStatistics
 from voicelive_sip.rtp.outbound import OutboundBuffer
 from voicelive_sip.rtp.packet import (

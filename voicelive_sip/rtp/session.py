@@ -23,9 +23,9 @@ from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
 from voicelive_sip.codecs.plc import Concealer, ConcealmentMode
 from voicelive_sip.errors import VoiceLiveSipError
+from voicelive_sip.media import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import TelephoneEventReceiver, TelephoneEventSender
-from voicelive_sip.rtp.events import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.jitter import Frame, JitterBuffer
 from voicelive_sip.rtp.outbound import OutboundBuffer
 from voicelive_sip.rtp.packet import (

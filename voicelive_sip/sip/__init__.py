@@ -3,6 +3,7 @@
 Nothing here reads a clock or a socket: every time-dependent call takes `now` (see docs/architecture.md).
 """
 
+from ..errors import LocalProtocolError, SipParseError
 from .admission import Admission, Verdict
 from .auth import (
     AuthAnswer,
@@ -16,7 +17,6 @@ from .auth import (
 from .binding import RegistrationBinding, RegistrationChanged, RegistrationState
 from .call_state import TRANSITIONS, CallState, next_state
 from .dialog import Dialog, DialogId, DialogState, DialogTable, new_tag
-from .errors import LocalProtocolError, SipParseError
 from .framing import StreamFramer
 from .glare import ReofferAttempts, glare_backoff
 from .headers import CSeq, MediaType, NameAddress, Via

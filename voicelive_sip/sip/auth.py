@@ -17,8 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from voicelive_sip.errors import VoiceLiveSipError
-from voicelive_sip.sip.errors import LocalProtocolError, SipParseError
+from voicelive_sip.errors import LocalProtocolError, SipParseError, VoiceLiveSipError
 
 __all__ = [
     "AuthAnswer",

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import LocalProtocolError
+from ..errors import LocalProtocolError
 from .headers import CSeq, NameAddress
 from .message import Request, Response, make_response
 from .uri import SipUri, Uri

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import SipParseError
+from ..errors import SipParseError
 from .message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 
 _CONTENT_LENGTH_RE = re.compile(

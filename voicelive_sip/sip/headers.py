@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .errors import SipParseError
+from ..errors import SipParseError
 from .uri import Params, Uri, is_valid_host, parse_uri
 
 TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"

@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from ..errors import LocalProtocolError, SipParseError
 from .auth import DigestChallenge, DigestCredentials, parse_challenge, parse_credentials
-from .errors import LocalProtocolError, SipParseError
 from .headers import (
     TOKEN_RE,
     CSeq,

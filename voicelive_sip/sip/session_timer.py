@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import SipParseError
+from ..errors import SipParseError
 from .headers import param_value, parse_delta_seconds, parse_params
 from .message import Message, Request, Response
 

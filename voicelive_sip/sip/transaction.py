@@ -15,8 +15,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .errors import LocalProtocolError
-from .events import (
+from ..errors import LocalProtocolError
+from .headers import CSeq, Via
+from .message import Request, Response, make_response
+from .transaction_events import (
     AckReceived,
     AckTimeout,
     Address,
@@ -29,8 +31,6 @@ from .events import (
     TransactionTimeout,
     TransportFailed,
 )
-from .headers import CSeq, Via
-from .message import Request, Response, make_response
 
 MAGIC_COOKIE = "z9hG4bK"
 

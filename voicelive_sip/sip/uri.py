@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
-from .errors import SipParseError
+from ..errors import SipParseError
 
 Params: TypeAlias = tuple[tuple[str, str | None], ...]
 

@@ -37,14 +37,13 @@ from voicelive_sip.aio import (
 )
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import MediaSettings, SipSettings
-from voicelive_sip.errors import VoiceLiveSipError
+from voicelive_sip.errors import LocalProtocolError, VoiceLiveSipError
+from voicelive_sip.media import DtmfReceived, MediaEvent, MediaTimeout
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import DTMF_DIGITS
-from voicelive_sip.rtp.events import DtmfReceived, MediaEvent, MediaTimeout
 from voicelive_sip.rtp.jitter import Frame
 from voicelive_sip.rtp.session import FRAME_SAMPLES, PortPool, RtpSession
 from voicelive_sip.sdp import NegotiatedMedia
-from voicelive_sip.sip.errors import LocalProtocolError
 
 __all__ = [
     "QUESTION_WAV",

@@ -1,6 +1,6 @@
 """Azure AI Voice Live: one session per call, with reconnect, and the events it hands to the call."""
 
-from voicelive_sip.voicelive.errors import (
+from voicelive_sip.errors import (
     VoiceLiveAuthError,
     VoiceLiveConnectError,
     VoiceLiveDnsError,
@@ -8,6 +8,7 @@ from voicelive_sip.voicelive.errors import (
     VoiceLiveTimeoutError,
     VoiceLiveTlsError,
 )
+from voicelive_sip.voicelive.connection import VoiceLiveSession
 from voicelive_sip.voicelive.events import (
     AudioDelta,
     Closed,
@@ -26,7 +27,6 @@ from voicelive_sip.voicelive.events import (
     SpeechStopped,
     Usage,
 )
-from voicelive_sip.voicelive.session import VoiceLiveSession
 from voicelive_sip.voicelive.tools import CallInfo, Tool, ToolRunner, tool
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voicelive_sip.voicelive.errors import VoiceLiveError
+from voicelive_sip.errors import VoiceLiveError
 
 
 @dataclass(frozen=True, slots=True)

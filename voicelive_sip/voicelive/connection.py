@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -17,13 +19,20 @@ import structlog
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
 from azure.core.credentials import AzureKeyCredential
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from voicelive_sip.codecs.names import Codec
 from voicelive_sip.config import VoiceLiveSettings
+from voicelive_sip.errors import (
+    VoiceLiveAuthError,
+    VoiceLiveConnectError,
+    VoiceLiveDnsError,
+    VoiceLiveError,
+    VoiceLiveTimeoutError,
+    VoiceLiveTlsError,
+)
 from voicelive_sip.voicelive._sdk import FrameWriter, close_abandoned_sessions, frame_writer, websocket_of
 from voicelive_sip.voicelive.audio import WireFormat, converters, wire_format
-from voicelive_sip.voicelive.errors import VoiceLiveAuthError, VoiceLiveError, classify
 from voicelive_sip.voicelive.events import (
     AudioDelta,
     Closed,
@@ -505,3 +514,33 @@ class VoiceLiveSession:
 
     def _is_closed(self) -> bool:
         return self.state == "closed"
+
+
+def classify(exc: BaseException, endpoint: str) -> VoiceLiveError:
+    """Turn an SDK/aiohttp/credential failure into one of our errors with a readable message."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for err in chain:
+        if isinstance(err, VoiceLiveError):
+            return err
+        if isinstance(err, aiohttp.WSServerHandshakeError):
+            if err.status in (401, 403):
+                return VoiceLiveAuthError(
+                    f"Voice Live rejected the credentials ({err.status}) at {endpoint}: "
+                    "check AZURE_VOICELIVE_API_KEY or the Entra ID role assignment"
+                )
+            return VoiceLiveConnectError(f"Voice Live handshake failed with HTTP {err.status} at {endpoint}")
+        if isinstance(err, ClientAuthenticationError):
+            return VoiceLiveAuthError(f"no Entra ID token for Voice Live: {err.message}")
+        if isinstance(err, aiohttp.ClientConnectorDNSError | socket.gaierror):
+            return VoiceLiveDnsError(f"cannot resolve the Voice Live host of {endpoint}")
+        if isinstance(err, aiohttp.ClientSSLError | ssl.SSLError):
+            return VoiceLiveTlsError(f"TLS handshake with {endpoint} failed: {err}")
+        if isinstance(err, TimeoutError):
+            return VoiceLiveTimeoutError(f"no WebSocket handshake from {endpoint} within the connect timeout")
+        if isinstance(err, aiohttp.ClientConnectorError):
+            return VoiceLiveConnectError(f"cannot connect to {endpoint}: {err.os_error}")
+    return VoiceLiveConnectError(f"Voice Live connection to {endpoint} failed: {exc}")
