@@ -67,6 +67,13 @@ def _graph() -> dict[str, set[str]]:
             for target in targets:
                 if target in modules and target != name:
                     graph[name].add(target)
+                    # Importing a.b.c first runs a/b/__init__.py, unless the importer is already inside a.b.
+                    parts = target.split(".")
+                    for depth in range(1, len(parts)):
+                        package = ".".join(parts[:depth])
+                        inside = name == package or name.startswith(package + ".")
+                        if package in modules and not inside:
+                            graph[name].add(package)
     return graph
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from voicelive_sip.codecs.names import Codec
-from voicelive_sip.rtp.dtmf import DtmfEvent
+
+if TYPE_CHECKING:  # only an annotation: importing rtp here would import rtp/__init__, which imports this
+    from voicelive_sip.rtp.dtmf import DtmfEvent
 
 __all__ = [
     "ByeReceived",

@@ -250,7 +250,7 @@ async def test_send_audio_nowait_declines_when_not_connected() -> None:
 async def test_send_audio_nowait_declines_while_the_socket_is_backed_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from voicelive_sip.voicelive import session as session_module
+    from voicelive_sip.voicelive import connection as session_module
 
     async with (
         FakeVoiceLive() as fake,
@@ -628,7 +628,7 @@ async def test_reconnect_gives_up_after_the_configured_attempts() -> None:
 async def test_queued_audio_waits_in_the_one_backlog_while_backed_up_and_goes_out_in_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from voicelive_sip.voicelive import session as session_module
+    from voicelive_sip.voicelive import connection as session_module
 
     waits: list[float] = []
     async with (
