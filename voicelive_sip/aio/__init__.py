@@ -15,8 +15,10 @@ from ..sip.call_state import (
     TransferRequested,
 )
 from .agent import UserAgent
-from .call import Call, CallTable, IncomingCall, OutgoingCall
+from .call import Call, CallTable
+from .incoming_call import IncomingCall
 from .options import UserAgentOptions, advertised_address_problems
+from .outgoing_call import OutgoingCall
 from .registration import Registration, RegistrationChanged, RegistrationState
 
 __all__ = [

@@ -21,11 +21,13 @@ from ..sip.call_state import LocalMedia
 from ..sip.headers import NameAddress
 from ..sip.transaction_events import AckReceived, AckTimeout, Address, RequestReceived, StrayResponse
 from ..sip.uri import SipUri
-from .call import Call, CallTable, IncomingCall, OutgoingCall
+from .call import Call, CallTable
 from .endpoint import SipEndpoint, as_sip_uri, target_uri
 from .incoming import IncomingRequests
+from .incoming_call import IncomingCall
 from .options import UserAgentOptions, advertised_address_problems
 from .outgoing import OutgoingCalls
+from .outgoing_call import OutgoingCall
 from .registration import Registration
 
 log = structlog.get_logger("voicelive_sip.sip.ua")

@@ -8,41 +8,40 @@ agent finds a call again from a request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 
 import structlog
 
-from ..codecs.names import Codec
-from ..errors import CallFailed, LocalProtocolError
+from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sdp import (
-    LocalSdpSession,
     NegotiatedMedia,
     NoCommonCodec,
     SdpError,
     SessionDescription,
     answer_offer,
     build_offer,
-    choose_codec,
     parse_answer,
 )
 from ..sip.auth import DigestClient
 from ..sip.call_state import (
-    Answered,
     CallEnded,
     CallEvent,
     CallState,
+    InfoDtmf,
     LocalMedia,
     MediaUpdated,
+    ReferProgress,
     SessionRefreshed,
+    TransferRequested,
     next_state,
 )
 from ..sip.dialog import Dialog, DialogId, DialogTable
 from ..sip.glare import ReofferAttempts
 from ..sip.headers import NameAddress
 from ..sip.message import Request, Response, reason_phrase
-from ..sip.session_timer import SessionTimer, TimerAction
+from ..sip.session_timer import SessionTimer, TimerAction, parse_session_expires
 from ..sip.transaction_events import Address, RequestReceived
-from ..sip.uas import ALLOW, SUPPORTED, dtmf_relay_body, warning_text
+from ..sip.uas import ALLOW, dtmf_relay_body, info_dtmf, refer_status, warning_text
 from .endpoint import CallEndpoint, target_uri
 
 log = structlog.get_logger("voicelive_sip.sip.call")
@@ -63,12 +62,12 @@ def sdp_offer(local: LocalMedia) -> SessionDescription:
 
 
 class CallTable:
-    """The calls of one user agent: by dialog, by INVITE transaction, and those not yet ended."""
+    """The calls of one user agent: by dialog, by re-INVITE awaiting its ACK, and those not yet ended."""
 
     def __init__(self, max_dialogs: int) -> None:
         self.dialogs = DialogTable(max_dialogs=max_dialogs)
         self.by_dialog: dict[DialogId, Call] = {}
-        self.by_invite: dict[str, IncomingCall] = {}
+        self.by_reinvite: dict[str, Call] = {}  # re-INVITEs we answered with 2xx, until their ACK
         self.live: set[Call] = set()
 
     def track(self, call: Call) -> None:
@@ -114,6 +113,7 @@ class Call:
         self._ended: asyncio.Future[CallEnded] = loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._refer_waiter: asyncio.Future[int] | None = None
+        self._reoffer: SessionDescription | None = None  # our offer in a 2xx to an offerless re-INVITE
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.call_id} {self.state.value}>"
@@ -328,6 +328,166 @@ class Call:
                 await self._bye("failed")
             raise CallFailed(code, response.reason)
 
+    # -- requests the peer sends in the dialog (RFC 3261 §12.2.2; the dialog has accepted their CSeq) -----
+    def _receive(self, event: RequestReceived, dialog: Dialog) -> None:
+        handler = {
+            "BYE": self._on_bye,
+            "INVITE": self._on_reinvite,
+            "UPDATE": self._on_update,
+            "INFO": self._on_info,
+            "REFER": self._on_refer,
+            "NOTIFY": self._on_notify,
+        }.get(event.request.method)
+        if handler is None:
+            self._endpoint.respond(event, 405, headers=[("Allow", ALLOW)])
+            return
+        handler(event, dialog)
+
+    def _on_bye(self, event: RequestReceived, dialog: Dialog) -> None:
+        self._endpoint.respond(event, 200)
+        self._peer_hung_up(event.request)
+        self._end("bye", "remote")
+        self._table.forget(self)
+
+    def _peer_hung_up(self, request: Request) -> None:
+        """A BYE arrived (IncomingCall: it may have overtaken the ACK)."""
+
+    def _refresh_allowed(self, event: RequestReceived) -> bool:
+        """RFC 4028 §10: refuse an interval below Min-SE (422), else take the request as a session refresh."""
+        requested = parse_session_expires(event.request)
+        min_se = self._endpoint.options.min_se
+        if requested is not None and requested[0] < min_se:
+            self._endpoint.respond(event, 422, headers=[("Min-SE", str(min_se))])
+            return False
+        timer = self.session_timer
+        if timer is not None and timer.receive_refresh(event.request, self._endpoint.now()):
+            self._emit(SessionRefreshed(timer.interval))
+            self._arm_session_timer()
+        return True
+
+    def _on_reinvite(self, event: RequestReceived, dialog: Dialog) -> None:
+        refused = dialog.begin_incoming_invite(event.request)
+        if refused is not None:  # an INVITE of ours is pending (491) or theirs overlaps (500 + Retry-After)
+            retry = [(n, v) for n, v in refused.headers if n == "Retry-After"]
+            self._endpoint.respond(event, refused.status_code, headers=retry)
+            return
+        if not self._refresh_allowed(event):
+            dialog.end_incoming_invite()
+            return
+        answered = self._answer_in_dialog(event)
+        if answered is None:
+            dialog.end_incoming_invite()
+            return
+        body, offer = answered
+        headers: list[tuple[str, object]] = [
+            ("Contact", self._endpoint.contact(event.transport)),
+            ("Allow", ALLOW),
+            *self._refresh_headers(),
+            ("Content-Type", "application/sdp"),
+        ]
+        self._endpoint.respond(event, 200, headers=headers, body=body)
+        self._reoffer = offer
+        self._table.by_reinvite[event.transaction] = self
+
+    def _reinvite_acked(self, ack: Request) -> None:
+        """The ACK of our 2xx to a re-INVITE; when that re-INVITE had no offer, the ACK carries the answer."""
+        if self.dialog is not None:
+            self.dialog.end_incoming_invite()
+        offer, self._reoffer = self._reoffer, None
+        if offer is None or not ack.body or self.local_media is None:
+            return
+        try:
+            self.remote_sdp = SessionDescription.parse(ack.body)
+            self.media = parse_answer(offer, self.remote_sdp)
+        except SdpError as error:
+            log.warning("sip.bad_sdp_in_ack", call_id=self.call_id, error=str(error))
+            return
+        self._emit(MediaUpdated(self.media))
+
+    def _ack_timed_out(self) -> None:
+        """Our 2xx got no ACK within 64·T1 (RFC 3261 §13.3.1.4): end the call with BYE."""
+        if self.ended:
+            return
+        log.warning("sip.ack_timeout", call_id=self.call_id)
+        self._endpoint.spawn(self._bye("ack-timeout"), f"sip.ack_timeout_bye:{self.call_id}")
+
+    def _answer_in_dialog(self, event: RequestReceived) -> tuple[bytes, SessionDescription | None] | None:
+        """Answer from the call's single media session (hold flips direction, nothing is re-made).
+
+        Returns the SDP to send and, when the request had no offer, our offer (the answer comes in the ACK);
+        None after answering an error itself.
+        """
+        local = self.local_media
+        if local is None:
+            self._endpoint.respond(event, 491)  # offer/answer still in progress (RFC 3261 §14.2)
+            return None
+        if not event.request.body:
+            offer = sdp_offer(local)
+            self.local_sdp = offer
+            return offer.serialize(), offer
+        try:
+            remote = SessionDescription.parse(event.request.body)
+            answer, media = answer_offer(
+                remote, local_address=local.address, local_port=local.port, session=local.session,
+                codecs=local.codecs, ptime=local.ptime, local_direction=local.direction,  # type: ignore[arg-type]
+            )  # fmt: skip
+        except NoCommonCodec as error:
+            self._endpoint.respond(event, 488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
+            return None
+        except SdpError as error:
+            warning = f'399 - "{warning_text(str(error))}"'
+            self._endpoint.respond(event, 400, "Bad SDP", headers=[("Warning", warning)])
+            return None
+        self.remote_sdp, self.local_sdp, self.media = remote, answer, media
+        self._emit(MediaUpdated(media))
+        log.info(
+            "sip.media_updated", call_id=self.call_id, on_hold=media.on_hold, direction=media.local_direction
+        )
+        return answer.serialize(), None
+
+    def _on_update(self, event: RequestReceived, dialog: Dialog) -> None:
+        if not self._refresh_allowed(event):
+            return
+        headers: list[tuple[str, object]] = [
+            ("Contact", self._endpoint.contact(event.transport)),
+            *self._refresh_headers(),
+        ]
+        if not event.request.body:
+            self._endpoint.respond(event, 200, headers=headers)
+            return
+        answered = self._answer_in_dialog(event)
+        if answered is not None:
+            headers.append(("Content-Type", "application/sdp"))
+            self._endpoint.respond(event, 200, headers=headers, body=answered[0])
+
+    def _on_info(self, event: RequestReceived, dialog: Dialog) -> None:
+        digit, duration = info_dtmf(event.request)
+        self._endpoint.respond(event, 200)
+        if digit is not None:
+            self._emit(InfoDtmf(digit, duration))
+            log.info("sip.dtmf_info", call_id=self.call_id, digit=digit)
+
+    def _on_refer(self, event: RequestReceived, dialog: Dialog) -> None:
+        try:
+            target = str(NameAddress.parse(event.request.headers.get("Refer-To") or "").uri)
+        except SipParseError:
+            self._endpoint.respond(event, 400, "Bad Refer-To")
+            return
+        self._endpoint.respond(event, 202)
+        self._emit(TransferRequested(target, event.request.headers.get("Referred-By")))
+        log.info("sip.transfer_requested", call_id=self.call_id, target=target)
+
+    def _on_notify(self, event: RequestReceived, dialog: Dialog) -> None:
+        self._endpoint.respond(event, 200)
+        status = refer_status(event.request)
+        if status is None:
+            return
+        self._emit(ReferProgress(status.status_code, status.reason, status.final))
+        log.info("sip.refer_progress", call_id=self.call_id, status=status.status_code, final=status.final)
+        waiter = self._refer_waiter
+        if status.final and waiter is not None and not waiter.done():
+            waiter.set_result(status.status_code)
+
     # -- RFC 4028 session timers -----------------------------------------------------------------------
     def _refresh_headers(self) -> list[tuple[str, object]]:
         return list(self.session_timer.headers()) if self.session_timer is not None else []
@@ -354,219 +514,5 @@ class Call:
             log.warning("sip.session_expired", call_id=self.call_id, interval=timer.interval)
             self._endpoint.spawn(self._bye("session-expired"), f"sip.session_expired:{self.call_id}")
 
-    def _receive_refresh(self, request: Request) -> None:
-        """A re-INVITE/UPDATE from the peer refreshed the session (RFC 4028 §10)."""
-        timer = self.session_timer
-        if timer is not None and timer.receive_refresh(request, self._endpoint.now()):
-            self._emit(SessionRefreshed(timer.interval))
-            self._arm_session_timer()
 
-
-class IncomingCall(Call):
-    """An INVITE we received. Answer it with `answer()`, or `ring()` first, or `reject()` it."""
-
-    role = "uas"
-
-    def __init__(
-        self,
-        endpoint: CallEndpoint,
-        table: CallTable,
-        event: RequestReceived,
-        offer: SessionDescription | None,
-        codec: Codec | None,
-    ) -> None:
-        super().__init__(endpoint, table, event.request.call_id, None)
-        self.request = event.request
-        self.transaction = event.transaction
-        self.source = event.source
-        self.transport = event.transport
-        self.offer = offer
-        self.codec = codec  # chosen once from the offer (our priority among what it carries)
-        self.state = CallState.OFFERED
-        self._ack: asyncio.Future[Request] = asyncio.get_running_loop().create_future()
-
-    @property
-    def from_(self) -> str:
-        return str(self.request.from_.uri)
-
-    @property
-    def to(self) -> str:
-        return str(self.request.to.uri)
-
-    async def ring(self) -> None:
-        """Send 180 Ringing."""
-        if self.state is CallState.OFFERED and not self.ended:
-            self._respond(180, headers=[("Contact", self._endpoint.contact(self.transport))])
-
-    async def answer(
-        self,
-        *,
-        rtp_port: int,
-        rtp_address: str | None = None,
-        codecs: Sequence[str] | None = None,
-        direction: str = "sendrecv",
-    ) -> NegotiatedMedia | None:
-        """Send 200 with our SDP and wait for the ACK. Raises `CallFailed` (488, 487 cancelled, no ACK)."""
-        if self.ended:
-            ended = self._ended.result()
-            raise CallFailed(ended.status_code or 487, ended.reason)
-        if self.state is not CallState.OFFERED:
-            raise LocalProtocolError("call already answered")
-        options = self._endpoint.options
-        local = LocalMedia(
-            address=rtp_address or options.sdp_address,
-            port=rtp_port,
-            codecs=list(codecs or options.codecs),
-            ptime=options.ptime,
-            session=LocalSdpSession(),
-            direction=direction,
-        )
-        self.local_media = local
-        if self.offer is not None:
-            try:
-                codec = self.codec if codecs is None and self.codec is not None else None
-                codec = codec or choose_codec(self.offer, local.codecs)
-                answer, negotiated = answer_offer(
-                    self.offer, local_address=local.address, local_port=local.port, session=local.session,
-                    codecs=[codec], ptime=local.ptime, local_direction=direction,  # type: ignore[arg-type]
-                )  # fmt: skip
-            except NoCommonCodec as error:
-                self._respond(488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
-                self._end("rejected", "local", 488)
-                raise CallFailed(488, "Not Acceptable Here") from error
-            self.codec = codec
-            local.codecs = [codec]  # later offers in the dialog keep the law Voice Live was opened for
-            self.media, self.local_sdp, self.remote_sdp = negotiated, answer, self.offer
-        else:
-            self.local_sdp = sdp_offer(local)
-        timer, timer_headers = SessionTimer.for_uas(
-            self.request, default_interval=options.session_expires, now=self._endpoint.now()
-        )
-        self.session_timer = timer
-        headers: list[tuple[str, object]] = [
-            ("Contact", self._endpoint.contact(self.transport)),
-            ("Allow", ALLOW),
-            ("Supported", SUPPORTED),
-            *timer_headers,
-            ("Content-Type", "application/sdp"),
-        ]
-        self._respond(200, headers=headers, body=self.local_sdp.serialize())
-        self._move(CallState.EARLY)
-        ack = await asyncio.shield(self._ack)
-        if self.offer is None and ack.method == "ACK" and ack.body:
-            try:
-                self.remote_sdp = SessionDescription.parse(ack.body)
-                self.media = parse_answer(self.local_sdp, self.remote_sdp)
-            except SdpError as error:
-                log.warning("sip.bad_sdp_in_ack", call_id=self.call_id, error=str(error))
-                await self.hangup()
-                raise CallFailed(488, "bad SDP answer in ACK") from error
-            if self.media.codec in Codec.__members__:
-                self.codec = Codec(self.media.codec)
-        assert self.dialog is not None
-        if self._ended.done():  # not `self.ended`: mypy keeps that narrowed from the check above the await
-            return self.media  # a BYE came before (or instead of) the ACK: answered, and already over
-        self.dialog.confirm()
-        self._move(CallState.ESTABLISHED)
-        if self.session_timer is not None:
-            self.session_timer.refreshed(self._endpoint.now())
-        self._emit(Answered(self.media))
-        self._arm_session_timer()
-        log.info("sip.call_answered", call_id=self.call_id, codec=self.media.codec if self.media else None)
-        return self.media
-
-    async def reject(self, status_code: int = 486, reason: str | None = None) -> None:
-        if self.ended or self.state is not CallState.OFFERED:
-            return
-        self._respond(status_code, reason)
-        self._end("rejected", "local", status_code)
-        self._fail_ack(CallFailed(status_code, reason or "rejected"))
-
-    async def hangup(self) -> None:
-        if self.ended:
-            return
-        if self.state is CallState.OFFERED:
-            await self.reject(603, "Decline")
-            return
-        await self._bye("bye")
-
-    async def _destination(self) -> tuple[Address, str]:
-        assert self.dialog is not None
-        if self.transport != "UDP" and not self.dialog.route_set:
-            return self.source, self.transport  # reuse the caller's connection (it may be behind NAT)
-        return await super()._destination()
-
-    def _respond(
-        self,
-        status: int,
-        reason: str | None = None,
-        *,
-        headers: Iterable[tuple[str, object]] = (),
-        body: bytes = b"",
-    ) -> None:
-        """Answer the call's INVITE transaction (with the dialog's To tag)."""
-        assert self.dialog is not None
-        event = RequestReceived(self.request, self.transaction, self.source, self.transport)
-        try:
-            self._endpoint.respond(
-                event, status, reason, to_tag=self.dialog.local_tag, headers=headers, body=body
-            )
-        except LocalProtocolError as error:
-            raise CallFailed(481, f"cannot answer: {error}") from error
-        finally:
-            self._endpoint.pump()
-
-    def _acked(self, request: Request) -> None:
-        if not self._ack.done():
-            self._ack.set_result(request)
-
-    def _fail_ack(self, error: CallFailed) -> None:
-        if not self._ack.done():
-            self._ack.set_exception(error)
-            self._ack.exception()  # retrieved: nobody may be waiting for it
-
-
-class OutgoingCall(Call):
-    """An INVITE we sent. `ua.dial()` returns it at once; `ua.call()` returns it once answered."""
-
-    role = "uac"
-
-    def __init__(
-        self,
-        endpoint: CallEndpoint,
-        table: CallTable,
-        call_id: str,
-        target: str,
-        local_media: LocalMedia,
-        auth: DigestClient | None,
-    ) -> None:
-        super().__init__(endpoint, table, call_id, local_media)
-        self.target = target
-        self._auth = auth
-        self._answered: asyncio.Future[NegotiatedMedia | None] = asyncio.get_running_loop().create_future()
-        self._cancel: Callable[[], None] | None = None  # set by the INVITE driver while it can be cancelled
-        self.task: asyncio.Task[None] | None = None
-
-    async def answered(self) -> NegotiatedMedia | None:
-        """Wait until the callee answers; raises `CallFailed` if it does not."""
-        return await asyncio.shield(self._answered)
-
-    async def hangup(self) -> None:
-        if self.ended:
-            return
-        if self.state in (CallState.CALLING, CallState.EARLY) and self._cancel is not None:
-            self._cancel()  # CANCEL now, or as soon as a provisional response allows it (RFC 3261 §9.1)
-            return
-        await self._bye("bye")
-
-    def _set_answered(self, media: NegotiatedMedia | None) -> None:
-        if not self._answered.done():
-            self._answered.set_result(media)
-
-    def _set_failed(self, error: CallFailed) -> None:
-        if not self._answered.done():
-            self._answered.set_exception(error)
-            self._answered.exception()
-
-
-__all__ = ["Call", "CallTable", "IncomingCall", "OutgoingCall", "sdp_offer"]
+__all__ = ["Call", "CallTable", "sdp_offer"]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from ..errors import CallFailed
-from ..sdp import NegotiatedMedia, SdpError, SessionDescription, parse_answer
-from ..sip.call_state import Answered, CallState, Ringing
+from ..sdp import SdpError, SessionDescription, parse_answer
+from ..sip.call_state import CallState
 from ..sip.dialog import Dialog, new_tag
 from ..sip.headers import NameAddress
 from ..sip.message import Request, Response
@@ -20,8 +20,9 @@ from ..sip.transaction_events import Address, StrayResponse
 from ..sip.uac import cancel_for, new_request
 from ..sip.uas import ALLOW, SUPPORTED, allow_of
 from ..sip.uri import Uri
-from .call import CallTable, OutgoingCall, sdp_offer
+from .call import CallTable, sdp_offer
 from .endpoint import SipEndpoint
+from .outgoing_call import OutgoingCall
 
 log = structlog.get_logger("voicelive_sip.sip.ua")
 
@@ -124,17 +125,8 @@ class OutgoingCalls:
                         continue
                 raise CallFailed(code, response.reason)
         except CallFailed as error:
-            reason = "cancelled" if error.status_code == 487 and state.cancel_requested else "failed"
-            call._end(reason, "local" if state.cancel_requested else "remote", error.status_code)
-            call._set_failed(error)
             self._invites.pop(call.call_id, None)
-            self.table.forget(call)
-            log.info(
-                "sip.outgoing_call_failed",
-                call_id=call.call_id,
-                status=error.status_code,
-                reason=error.reason,
-            )
+            call._failed(error, cancelled=state.cancel_requested)
         finally:
             call._cancel = None
 
@@ -145,7 +137,7 @@ class OutgoingCalls:
         if code < 200:
             state.provisional = True
             if code != 100:
-                call._emit(Ringing(code, response.reason, self._early(state, response)))
+                self._early(state, response)
             if state.cancel_requested:
                 self._send_cancel(state)
         elif code < 300 and call.state is CallState.ESTABLISHED and response.to.tag is not None:
@@ -156,22 +148,18 @@ class OutgoingCalls:
             elif state.ack is not None and state.ack_destination is not None:
                 self.endpoint.send_raw(state.ack, *state.ack_destination)
 
-    def _early(self, state: OutgoingInvite, response: Response) -> NegotiatedMedia | None:
-        call = state.call
-        if response.to.tag is None or state.invite is None:
-            return None
-        if call.dialog is None:
-            call.dialog = Dialog.as_uac(state.invite, response)
-            self._track(call)
-            call._move(CallState.EARLY)
-        media = None
-        if response.body and state.offer is not None:
+    def _early(self, state: OutgoingInvite, response: Response) -> None:
+        call, dialog, media = state.call, None, None
+        if response.to.tag is not None and state.invite is not None and call.dialog is None:
+            dialog = Dialog.as_uac(state.invite, response)
+        if response.to.tag is not None and response.body and state.offer is not None:
             try:
                 media = parse_answer(state.offer, SessionDescription.parse(response.body))
-                call.media = media  # early media (183 Session Progress)
             except SdpError as error:
                 log.info("sip.bad_early_sdp", call_id=call.call_id, error=str(error))
-        return media
+        call._ringing(response.status_code, response.reason, dialog, media)
+        if dialog is not None:
+            self._track(call)
 
     def _track(self, call: OutgoingCall) -> None:
         try:
@@ -195,18 +183,13 @@ class OutgoingCalls:
         state.ack_destination = (destination, transport)
         try:
             call.remote_sdp = SessionDescription.parse(response.body)
-            call.media = parse_answer(state.offer, call.remote_sdp)
+            media = parse_answer(state.offer, call.remote_sdp)
         except SdpError as error:
             # RFC 3261 §13.2.2.4: ACK first, then BYE a session we cannot use.
             await call._bye("failed")
             raise CallFailed(488, f"unusable SDP answer: {error}") from error
-        call.peer_allows_update = "UPDATE" in allow_of(response)
-        call.session_timer = SessionTimer.for_uac(response, now=self.endpoint.now())
-        call._move(CallState.ESTABLISHED)
-        call._emit(Answered(call.media))
-        call._set_answered(call.media)
-        call._arm_session_timer()
-        log.info("sip.call_answered", call_id=call.call_id, codec=call.media.codec if call.media else None)
+        timer = SessionTimer.for_uac(response, now=self.endpoint.now())
+        call._established(media, timer, "UPDATE" in allow_of(response))
         if state.cancel_requested:
             # Our CANCEL crossed the 2xx (RFC 3261 §9.1): the call was answered after all, so end it with BYE.
             await call._bye("cancelled")
