@@ -284,12 +284,10 @@ class CallSession:
             rtp.close()
             await voicelive.close()
             raise
-        session = cls._build(
-            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "inbound"
-        )
-        session.metrics = metrics
-        session._media_up(media, started)
-        return session
+        return cls._build(
+            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "inbound",
+            metrics=metrics, media=media, started=started,
+        )  # fmt: skip
 
     @classmethod
     async def place(
@@ -335,12 +333,10 @@ class CallSession:
             rtp.close()
             await voicelive.close()
             raise
-        session = cls._build(
-            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "outbound"
-        )
-        session.metrics = metrics
-        session._media_up(media, started)
-        return session
+        return cls._build(
+            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "outbound",
+            metrics=metrics, media=media, started=started,
+        )  # fmt: skip
 
     @classmethod
     def _build(
@@ -354,13 +350,18 @@ class CallSession:
         on_dtmf: DtmfHandler | None,
         on_recording: RecordingHook | None,
         direction: str,
+        *,
+        metrics: GatewayMetrics | None,
+        media: NegotiatedMedia | None,
+        started: float,
     ) -> CallSession:
+        """The session of a call whose media is up (`media` as negotiated, set up since `started`)."""
         recorder = None
         if settings.gateway.recording_dir:
             path = recording_path(Path(settings.gateway.recording_dir), call.call_id, datetime.now(UTC))
             codec = call.media.codec if call.media is not None else voicelive.codec
             recorder = CallRecorder(path, law=codec)
-        return cls(
+        session = cls(
             call,
             rtp,
             voicelive,
@@ -373,6 +374,9 @@ class CallSession:
             on_media_update=functools.partial(_apply_media, rtp),
             direction=direction,
         )
+        session.metrics = metrics
+        session._media_up(media, started)
+        return session
 
     def _media_up(self, media: NegotiatedMedia | None, started: float) -> None:
         now = self._loop.time()

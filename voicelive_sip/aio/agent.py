@@ -15,13 +15,11 @@ from typing import Any, Protocol
 import structlog
 
 from ..errors import CallFailed, LocalProtocolError
-from ..sdp import LocalSdpSession
 from ..sip.auth import DigestClient
-from ..sip.call_state import LocalMedia
 from ..sip.headers import NameAddress
 from ..sip.transaction_events import AckReceived, AckTimeout, Address, RequestReceived, StrayResponse
 from ..sip.uri import SipUri
-from .call import Call, CallTable
+from .call import Call, CallTable, new_local_media
 from .endpoint import SipEndpoint, as_sip_uri, target_uri
 from .incoming import IncomingRequests
 from .incoming_call import IncomingCall
@@ -148,13 +146,7 @@ class UserAgent:
         """Start an outgoing call and return it at once; `await call.answered()` waits for the answer."""
         options = self.options
         uri = target_uri(target, options.server)
-        local = LocalMedia(
-            address=rtp_address or options.sdp_address,
-            port=rtp_port,
-            codecs=list(codecs or options.codecs),
-            ptime=options.ptime,
-            session=LocalSdpSession(),
-        )
+        local = new_local_media(options, rtp_port, rtp_address, codecs)
         if credentials is None and options.auth_password is not None:
             credentials = (options.auth_user or self.aor.user or "", options.auth_password)
         auth = DigestClient(*credentials, realm=options.auth_realm) if credentials is not None else None

@@ -8,12 +8,13 @@ agent finds a call again from a request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import structlog
 
 from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sdp import (
+    LocalSdpSession,
     NegotiatedMedia,
     NoCommonCodec,
     SdpError,
@@ -43,6 +44,7 @@ from ..sip.session_timer import SessionTimer, TimerAction, parse_session_expires
 from ..sip.transaction_events import Address, RequestReceived
 from ..sip.uas import ALLOW, dtmf_relay_body, info_dtmf, refer_status, warning_text
 from .endpoint import CallEndpoint, target_uri
+from .options import UserAgentOptions
 
 log = structlog.get_logger("voicelive_sip.sip.call")
 
@@ -58,6 +60,24 @@ def sdp_offer(local: LocalMedia) -> SessionDescription:
         codecs=local.codecs,
         ptime=local.ptime,
         direction=local.direction,  # type: ignore[arg-type]
+    )
+
+
+def new_local_media(
+    options: UserAgentOptions,
+    port: int,
+    address: str | None = None,
+    codecs: Sequence[str] | None = None,
+    direction: str = "sendrecv",
+) -> LocalMedia:
+    """Our side of a call's SDP, kept (with its o= session) for the whole call; defaults from the options."""
+    return LocalMedia(
+        address=address or options.sdp_address,
+        port=port,
+        codecs=list(codecs or options.codecs),
+        ptime=options.ptime,
+        session=LocalSdpSession(),
+        direction=direction,
     )
 
 
@@ -515,4 +535,4 @@ class Call:
             self._endpoint.spawn(self._bye("session-expired"), f"sip.session_expired:{self.call_id}")
 
 
-__all__ = ["Call", "CallTable", "sdp_offer"]
+__all__ = ["Call", "CallTable", "new_local_media", "sdp_offer"]

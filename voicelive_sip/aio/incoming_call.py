@@ -10,7 +10,6 @@ import structlog
 from ..codecs.names import Codec
 from ..errors import CallFailed, LocalProtocolError
 from ..sdp import (
-    LocalSdpSession,
     NegotiatedMedia,
     NoCommonCodec,
     SdpError,
@@ -19,12 +18,12 @@ from ..sdp import (
     choose_codec,
     parse_answer,
 )
-from ..sip.call_state import Answered, CallState, LocalMedia
+from ..sip.call_state import Answered, CallState
 from ..sip.message import Request
 from ..sip.session_timer import SessionTimer
 from ..sip.transaction_events import Address, RequestReceived
 from ..sip.uas import ALLOW, SUPPORTED, warning_text
-from .call import Call, CallTable, sdp_offer
+from .call import Call, CallTable, new_local_media, sdp_offer
 from .endpoint import CallEndpoint
 
 log = structlog.get_logger("voicelive_sip.sip.call")
@@ -81,14 +80,7 @@ class IncomingCall(Call):
         if self.state is not CallState.OFFERED:
             raise LocalProtocolError("call already answered")
         options = self._endpoint.options
-        local = LocalMedia(
-            address=rtp_address or options.sdp_address,
-            port=rtp_port,
-            codecs=list(codecs or options.codecs),
-            ptime=options.ptime,
-            session=LocalSdpSession(),
-            direction=direction,
-        )
+        local = new_local_media(options, rtp_port, rtp_address, codecs, direction)
         self.local_media = local
         if self.offer is not None:
             try:
