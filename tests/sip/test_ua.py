@@ -484,3 +484,36 @@ async def test_incoming_refer_is_accepted_and_reported_by_notify() -> None:
                 break
         assert await asyncio.wait_for(transfer, 5) == 200
         await call.hangup()
+
+
+async def test_a_reinvite_refused_491_for_glare_is_sent_again_after_the_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicelive_sip.sip.glare import ReofferAttempts
+
+    waits: list[tuple[int, float]] = []
+
+    class ShortWait(ReofferAttempts):
+        """The RFC 3261 §14.1 decision as is, with a 50 ms wait instead of 2.1-4 s (tested in test_glare)."""
+
+        def retry_at(self, status_code: int, now: float) -> float | None:
+            at = super().retry_at(status_code, now)
+            waits.append((status_code, -1.0 if at is None else at - now))
+            return None if at is None else now + 0.05
+
+    monkeypatch.setattr("voicelive_sip.aio.call.ReofferAttempts", ShortWait)
+    async with agent() as bob, agent(None) as alice:
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+        incoming = bob.seen[0]  # type: ignore[attr-defined]
+        await asyncio.wait_for(_first(incoming, Answered), 5)
+        assert call.dialog is not None and incoming.dialog is not None
+        # Bob is sending a re-INVITE of his own (glare): Alice's gets 491 until he is done, 20 ms later.
+        incoming.dialog.begin_outgoing_invite()
+        asyncio.get_running_loop().call_later(0.02, incoming.dialog.end_outgoing_invite)
+        seq_before = call.dialog.local_seq
+        held = await asyncio.wait_for(call.hold(), 5)
+        assert held is not None and held.local_direction == "sendonly"
+        # The caller owns the Call-ID, so RFC 3261 §14.1 asked for 2.1-4 s; then one retry with a new CSeq.
+        assert len(waits) == 1 and waits[0][0] == 491 and 2.1 <= waits[0][1] <= 4.0
+        assert call.dialog.local_seq == seq_before + 2
+        await call.hangup()
