@@ -376,3 +376,31 @@ def test_response_destination(
     via: str, source: tuple[str, int], transport: str, expected: tuple[str, int]
 ) -> None:
     assert response_destination(Via.parse(via), source, transport) == expected
+
+
+@pytest.mark.parametrize("missing", ["From", "Call-ID", "To", "CSeq"])
+def test_a_server_transaction_for_a_malformed_invite_ends_cleanly_and_later_timers_still_fire(
+    missing: str,
+) -> None:
+    layer = TransactionLayer(Timers())
+    clock = Clock(layer)
+    bad = request("INVITE", "z9hG4bKbad")
+    bad.headers.remove(missing)
+    layer.receive(bad, PEER, "UDP", clock.now)
+    (received,) = clock.events()
+    assert isinstance(received, RequestReceived)
+    answer = Response(400, "Bad Request")
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in bad.headers.get_all(name):
+            answer.headers.add(name, value)
+    layer.respond(received.transaction, answer, clock.now)
+    good = request("OPTIONS", "z9hG4bKgood")
+    layer.receive(good, PEER, "UDP", 1.0)
+    (options,) = clock.events()
+    assert isinstance(options, RequestReceived)
+    layer.respond(options.transaction, response_to(good, 200), 1.0)
+    # Timer H (64·T1) and I, then Timer J of the OPTIONS: every one fires, none raises, both end.
+    clock.run_until(100.0)
+    ended = [e.transaction for e in clock.events() if isinstance(e, TransactionTerminated)]
+    assert sorted(ended) == sorted([received.transaction, options.transaction])
+    assert len(layer) == 0 and layer.get_timer() is None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ..errors import CallFailed
+from ..errors import CallFailed, LocalProtocolError
 from ..sdp import SdpError, SessionDescription, parse_answer
 from ..sip.call_state import CallState
 from ..sip.dialog import Dialog, new_tag
@@ -164,7 +164,7 @@ class OutgoingCalls:
     def _track(self, call: OutgoingCall) -> None:
         try:
             self.table.track(call)
-        except Exception as error:  # the dialog table is full: the call works, requests in it get 481
+        except LocalProtocolError as error:  # the dialog table is full: the call works; requests in it: 481
             log.warning("sip.dialog_table_full", call_id=call.call_id, error=str(error))
 
     # -- the answer ------------------------------------------------------------------------------------

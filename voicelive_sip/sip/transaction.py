@@ -200,6 +200,10 @@ class Transaction:
         self.deadlines: dict[Trigger, float] = {}
         self.last_response: Response | None = None
         self._last_response_bytes: bytes | None = None
+        # The table keys this transaction was filed under, kept so that forgetting it never re-reads headers
+        # of a request that may be malformed (a 400 for a missing From still ends in `_terminated`).
+        self.index_key: Hashable | None = None
+        self.dialog_key: tuple[str, int, str, str] | None = None
 
     @property
     def method(self) -> str:
@@ -513,6 +517,7 @@ class TransactionLayer:
             to_tag = response.to.tag or ""
             dialog_key = (tx.request.call_id, tx.request.cseq.seq, tx.request.from_.tag or "", to_tag)
             self._accepted_by_dialog[dialog_key] = tx.key
+            tx.dialog_key = dialog_key
 
     def acknowledge(self, transaction: str) -> None:
         """Stop resending a 2xx whose ACK will not come (the dialog already ended with BYE)."""
@@ -589,7 +594,8 @@ class TransactionLayer:
         else:
             tx = ServerNonInviteTransaction(self, key, request, destination, transport)
         self._server[key] = tx
-        self._server_index[self._server_key(request, method)] = key
+        tx.index_key = self._server_key(request, method)
+        self._server_index[tx.index_key] = key
         cancels = None
         if method == "CANCEL":
             # RFC 3261 §9.2: the CANCEL matches the INVITE with the same transaction identifiers.
@@ -620,12 +626,10 @@ class TransactionLayer:
             self._client.pop(tx.key, None)
         else:
             self._server.pop(tx.key, None)
-            self._server_index.pop(self._server_key(tx.request, tx.method), None)
-            if isinstance(tx, ServerInviteTransaction) and tx.last_response is not None:
-                r = tx.request
-                self._accepted_by_dialog.pop(
-                    (r.call_id, r.cseq.seq, r.from_.tag or "", tx.last_response.to.tag or ""), None
-                )
+            if tx.index_key is not None and self._server_index.get(tx.index_key) == tx.key:
+                del self._server_index[tx.index_key]
+            if tx.dialog_key is not None and self._accepted_by_dialog.get(tx.dialog_key) == tx.key:
+                del self._accepted_by_dialog[tx.dialog_key]
         self._emit(TransactionTerminated(tx.key))
 
     def __len__(self) -> int:
