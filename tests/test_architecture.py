@@ -142,8 +142,25 @@ FORBIDDEN = {
         "voicelive_sip.gateway",
         "voicelive_sip.testing",
     ),
-    "voicelive_sip.rtp": ("voicelive_sip.aio", "voicelive_sip.sip", "voicelive_sip.voicelive"),
-    "voicelive_sip.codecs": ("voicelive_sip.aio", "voicelive_sip.sip", "voicelive_sip.rtp"),
+    # The media layers take plain values, never the settings models (only the product layer reads them).
+    "voicelive_sip.rtp": (
+        "voicelive_sip.aio",
+        "voicelive_sip.sip",
+        "voicelive_sip.voicelive",
+        "voicelive_sip.config",
+    ),
+    "voicelive_sip.codecs": (
+        "voicelive_sip.aio",
+        "voicelive_sip.sip",
+        "voicelive_sip.rtp",
+        "voicelive_sip.config",
+    ),
+    "voicelive_sip.media": (
+        "voicelive_sip.aio",
+        "voicelive_sip.sip",
+        "voicelive_sip.config",
+        "voicelive_sip.bridge",
+    ),
     "voicelive_sip.voicelive": ("voicelive_sip.sip", "voicelive_sip.aio", "voicelive_sip.bridge"),
     "voicelive_sip.config": ("voicelive_sip.bridge", "voicelive_sip.gateway"),
     "voicelive_sip.bridge": ("voicelive_sip.cli",),
