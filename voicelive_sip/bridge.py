@@ -717,13 +717,7 @@ def _new_voicelive(
 
 
 async def _open_rtp(pool: PortPool, clock: MediaClock, media: MediaSettings) -> RtpSession:
-    return await RtpSession.open(
-        pool,
-        clock=clock,
-        symmetric=media.symmetric_rtp,
-        inactivity_timeout=media.inactivity_timeout,
-        outbound_seconds=media.outbound_buffer_seconds,
-    )
+    return await RtpSession.open(pool, clock=clock, options=media.rtp_options())
 
 
 __all__ = ["BuiltinTools", "CallSession", "CallSummary", "builtin_tools"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -11,6 +11,9 @@ from .aio.options import UserAgentOptions
 from .codecs.names import Codec
 from .errors import VoiceLiveSipError
 from .logs import LoggingSettings
+
+if TYPE_CHECKING:
+    from .rtp.session import RtpOptions
 
 AudioFormat = Literal["g711", "g711_ulaw", "g711_alaw", "pcm16_16000", "pcm16_24000"]
 VoiceType = Literal["auto", "openai", "azure-standard", "azure-custom", "azure-personal"]
@@ -381,6 +384,16 @@ class MediaSettings(BaseSettings):
     )
 
     _split_codecs = field_validator("codecs", mode="before")(_codecs)
+
+    def rtp_options(self) -> RtpOptions:
+        """These settings as the plain data each `RtpSession` takes."""
+        from .rtp.session import RtpOptions  # the media engine (numpy) loads when media is set up, not here
+
+        return RtpOptions(
+            symmetric=self.symmetric_rtp,
+            inactivity_timeout=self.inactivity_timeout,
+            outbound_seconds=self.outbound_buffer_seconds,
+        )
 
 
 class GatewaySettings(BaseSettings):

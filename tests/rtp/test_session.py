@@ -363,3 +363,23 @@ async def test_outbound_buffer_is_bounded() -> None:
         assert session.stats.outbound_dropped_bytes == 4000
     finally:
         session.close()
+
+
+async def test_a_session_takes_its_configuration_as_plain_options_or_single_fields() -> None:
+    from voicelive_sip.config import MediaSettings
+    from voicelive_sip.rtp import RtpOptions
+
+    pool = _pool(8)
+    options = RtpOptions(symmetric=False, outbound_seconds=0.5, cname="a@b")
+    plain = await RtpSession.open(pool, options=options)
+    one_field = await RtpSession.open(pool, options=RtpOptions(symmetric=False), inactivity_timeout=None)
+    settings = MediaSettings(symmetric_rtp=False, inactivity_timeout=7.0, outbound_buffer_seconds=2.0)
+    product = await RtpSession.open(pool, options=settings.rtp_options())
+    try:
+        assert (plain.symmetric, plain.cname, plain.options.outbound_seconds) == (False, "a@b", 0.5)
+        assert plain.enqueue(b"\xff" * 8000) < 8000  # half a second of G.711 fits, not one second
+        assert (one_field.symmetric, one_field.inactivity_timeout) == (False, None)
+        assert product.options == RtpOptions(symmetric=False, inactivity_timeout=7.0, outbound_seconds=2.0)
+    finally:
+        for session in (plain, one_field, product):
+            session.close()

@@ -21,7 +21,14 @@ from voicelive_sip.rtp.packet import (
     parse_rtcp,
     serialize_rtcp,
 )
-from voicelive_sip.rtp.session import Direction, PortPool, PortPoolExhausted, RtpSession, RtpSessionStats
+from voicelive_sip.rtp.session import (
+    Direction,
+    PortPool,
+    PortPoolExhausted,
+    RtpOptions,
+    RtpSession,
+    RtpSessionStats,
+)
 from voicelive_sip.rtp.stats import ReceptionSnapshot, ReceptionStatistics
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "ReportBlock",
     "RtcpPacket",
     "RtcpParseError",
+    "RtpOptions",
     "RtpPacket",
     "RtpParseError",
     "RtpSession",

@@ -14,8 +14,8 @@ import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Final, Literal, Protocol, cast
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal, Protocol, cast
 
 import structlog
 
@@ -52,6 +52,7 @@ __all__ = [
     "Direction",
     "PortPool",
     "PortPoolExhausted",
+    "RtpOptions",
     "RtpSession",
     "RtpSessionStats",
 ]
@@ -166,6 +167,23 @@ def _ntp_now() -> int:
     return int(wall * (1 << 32))
 
 
+@dataclass(frozen=True, slots=True)
+class RtpOptions:
+    """How an `RtpSession` behaves, as plain data (the product's `MediaSettings.rtp_options()` builds one)."""
+
+    symmetric: bool = True  # send to where the peer's RTP comes from (NAT), not only to the SDP address
+    relatch_after: float = 2.0  # seconds of silence from the latched source before another may take over
+    inactivity_timeout: float | None = 30.0  # no RTP/RTCP this long while media is expected: MediaTimeout
+    rtcp_interval: float = RTCP_INTERVAL
+    outbound_seconds: float = 30.0  # agent audio queued at most (bounded)
+    concealment: ConcealmentMode = "fade"
+    jitter_min_wait: float = 0.030
+    jitter_max_wait: float = 0.120
+    frame_queue_size: int = 50
+    event_queue_size: int = 64
+    cname: str | None = None
+
+
 class RtpSession(asyncio.DatagramProtocol):
     """The media of one call. Create with `await RtpSession.open(pool, clock=...)`, then `set_remote(...)`.
 
@@ -180,27 +198,21 @@ class RtpSession(asyncio.DatagramProtocol):
         port: int,
         *,
         clock: MediaClock | None = None,
-        symmetric: bool = True,
-        relatch_after: float = 2.0,
-        inactivity_timeout: float | None = 30.0,
-        rtcp_interval: float = RTCP_INTERVAL,
-        outbound_seconds: float = 30.0,
-        concealment: ConcealmentMode = "fade",
-        jitter_min_wait: float = 0.030,
-        jitter_max_wait: float = 0.120,
-        frame_queue_size: int = 50,
-        event_queue_size: int = 64,
+        options: RtpOptions | None = None,
         on_frame: Callable[[Frame], None] | None = None,
         on_event: Callable[[MediaEvent], None] | None = None,
-        cname: str | None = None,
+        **overrides: Any,
     ) -> None:
+        # `overrides` are RtpOptions fields given one by one (RtpSession.open(pool, symmetric=False)).
+        options = replace(options or RtpOptions(), **overrides) if overrides else options or RtpOptions()
+        self.options = options
         self.pool = pool
         self.local_port = port
         self.clock = clock
-        self.symmetric = symmetric
-        self.relatch_after = relatch_after
-        self.inactivity_timeout = inactivity_timeout
-        self.rtcp_interval = rtcp_interval
+        self.symmetric = options.symmetric
+        self.relatch_after = options.relatch_after
+        self.inactivity_timeout = options.inactivity_timeout
+        self.rtcp_interval = options.rtcp_interval
         self.direction: Direction = "sendrecv"
         self.on_frame = on_frame
         self.on_event = on_event
@@ -208,19 +220,19 @@ class RtpSession(asyncio.DatagramProtocol):
         # Called with each frame of queued (agent) audio as it is sent: recording, playout metrics.
         self.on_played: Callable[[bytes], None] | None = None
         self.ssrc = random.SystemRandom().getrandbits(32)
-        self.cname = cname or f"{os.urandom(6).hex()}@voicelive-sip"
+        self.cname = options.cname or f"{os.urandom(6).hex()}@voicelive-sip"
         self._rng = random.Random(os.urandom(16))
         self._log = structlog.get_logger().bind(rtp_port=port)
         self._loop = asyncio.get_running_loop()
         self._transport: _UdpTransport | None = None
         self._rtcp_transport: _UdpTransport | None = None
         self._closed = False
-        self._outbound_seconds = outbound_seconds
-        self._concealment: ConcealmentMode = concealment
-        self._jitter_min_wait = jitter_min_wait
-        self._jitter_max_wait = jitter_max_wait
-        self._frames: asyncio.Queue[Frame | None] = asyncio.Queue(frame_queue_size)
-        self._events: asyncio.Queue[MediaEvent | None] = asyncio.Queue(event_queue_size)
+        self._outbound_seconds = options.outbound_seconds
+        self._concealment: ConcealmentMode = options.concealment
+        self._jitter_min_wait = options.jitter_min_wait
+        self._jitter_max_wait = options.jitter_max_wait
+        self._frames: asyncio.Queue[Frame | None] = asyncio.Queue(options.frame_queue_size)
+        self._events: asyncio.Queue[MediaEvent | None] = asyncio.Queue(options.event_queue_size)
         # Negotiated media (set_remote).
         self.remote: Address | None = None
         self.remote_rtcp: Address | None = None
@@ -231,7 +243,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.ptime = 20
         self._silence = bytes([g711.ULAW_SILENCE]) * FRAME_SAMPLES
         self.outbound = OutboundBuffer(
-            frame_bytes=FRAME_SAMPLES, max_seconds=outbound_seconds, fill=g711.ULAW_SILENCE
+            frame_bytes=FRAME_SAMPLES, max_seconds=options.outbound_seconds, fill=g711.ULAW_SILENCE
         )
         self._played_before = 0  # agent audio bytes played through outbound buffers replaced since
         self.jitter = self._new_jitter_buffer()
@@ -282,17 +294,21 @@ class RtpSession(asyncio.DatagramProtocol):
         pool: PortPool,
         *,
         clock: MediaClock | None = None,
-        **options: object,
+        options: RtpOptions | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
+        on_event: Callable[[MediaEvent], None] | None = None,
+        **overrides: Any,
     ) -> RtpSession:
         """Bind an RTP/RTCP port pair from `pool` and register with `clock`; raises `PortPoolExhausted`.
 
-        `options` are the keyword arguments of `RtpSession` (symmetric, inactivity_timeout, on_frame, ...).
+        `options` (plain data), or single `RtpOptions` fields as keywords (`symmetric=False`), set it up.
         """
+        options = replace(options or RtpOptions(), **overrides) if overrides else options
         loop = asyncio.get_running_loop()
         last_error: OSError | None = None
         for _ in range(min(BIND_ATTEMPTS, pool.capacity)):
             port = pool.acquire()
-            session = cls(pool, port, clock=clock, **options)  # type: ignore[arg-type]
+            session = cls(pool, port, clock=clock, options=options, on_frame=on_frame, on_event=on_event)
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda session=session: session,  # type: ignore[misc]
