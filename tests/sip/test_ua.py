@@ -517,3 +517,23 @@ async def test_a_reinvite_refused_491_for_glare_is_sent_again_after_the_back_off
         assert len(waits) == 1 and waits[0][0] == 491 and 2.1 <= waits[0][1] <= 4.0
         assert call.dialog.local_seq == seq_before + 2
         await call.hangup()
+
+
+@pytest.mark.parametrize("missing", ["From", "Call-ID", "CSeq"])
+async def test_a_request_without_a_mandatory_header_gets_a_stateless_400_and_leaves_no_transaction(
+    missing: str,
+) -> None:
+    async with agent() as bob, raw_peer() as peer:
+        invite = raw_request("INVITE", peer, bob, call_id="broken", body=b"")
+        lines = [line for line in invite.split(b"\r\n") if not line.startswith(missing.encode() + b":")]
+        peer.send(b"\r\n".join(lines), bob)
+        refused = await peer.next(lambda m: isinstance(m, Response))
+        assert isinstance(refused, Response) and refused.status_code == 400
+        assert f"Missing {missing}" in refused.reason or missing in (refused.headers.get("Warning") or "")
+        assert refused.to.tag is not None
+        assert len(bob._endpoint.layer) == 0  # nothing for Timer H/I to end, nothing to leak
+        # The user agent goes on: a well-formed request right after is served.
+        peer.send(raw_request("OPTIONS", peer, bob, branch="z9hG4bKnext"), bob)
+        ok = await peer.next(is_status(200))
+        assert isinstance(ok, Response)
+        assert bob.seen == []  # type: ignore[attr-defined]

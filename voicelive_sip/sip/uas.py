@@ -9,7 +9,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..errors import SipParseError
-from .message import Message, Request
+from .dialog import new_tag
+from .message import Message, Request, Response
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, REFER"
 SUPPORTED = "timer"
@@ -111,6 +112,25 @@ def precheck(request: Request, merged: MergedRequests | None = None) -> Refusal 
     return None
 
 
+def stateless_refusal(request: Request, error: SipParseError) -> Response | None:
+    """The answer to a request refused before any transaction (RFC 3261 §8.2, §17.2): None for an ACK or
+    without a Via, else the error's status with the request's Via, From, To (tagged), Call-ID and CSeq."""
+    if request.method == "ACK" or "Via" not in request.headers:
+        return None
+    response = Response(error.status_code, error.reason)
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in request.headers.get_all(name):
+            if name == "To":
+                try:
+                    to = request.to
+                    value = str(to) if to.tag is not None else str(to.with_tag(new_tag()))
+                except SipParseError:
+                    pass  # an unreadable To is echoed as it came
+            response.headers.add(name, value)
+    response.headers.add("Warning", f'399 - "{warning_text(error.detail)}"')
+    return response
+
+
 def to_tag(request: Request) -> str | None:
     """The To tag, or None when absent or the To header does not parse."""
     try:
@@ -204,6 +224,7 @@ __all__ = [
     "info_dtmf",
     "precheck",
     "refer_status",
+    "stateless_refusal",
     "to_tag",
     "warning_text",
 ]
