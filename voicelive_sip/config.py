@@ -291,6 +291,17 @@ class SipSettings(BaseSettings):
         default=300.0, gt=0, description="Close TCP connections idle this long (s)."
     )
     max_tcp_connections: int = Field(default=1024, ge=1, description="Concurrent TCP connections.")
+    max_tcp_connections_per_source: int = Field(
+        default=32,
+        ge=1,
+        description="Concurrent inbound TCP connections from one IP address; more are closed at once.",
+    )
+    tcp_message_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="A SIP message on TCP must be complete this long after its first byte (s), or the "
+        "connection is closed.",
+    )
     max_transactions: int = Field(
         default=50000,
         ge=100,
@@ -334,6 +345,8 @@ class SipSettings(BaseSettings):
             t1=self.t1,
             tcp_idle_timeout=self.tcp_idle_timeout,
             max_tcp_connections=self.max_tcp_connections,
+            max_tcp_connections_per_source=self.max_tcp_connections_per_source,
+            tcp_message_timeout=self.tcp_message_timeout,
             max_transactions=self.max_transactions,
             max_requests_per_second=self.max_requests_per_second,
             media_address=media.address,

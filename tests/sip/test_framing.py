@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voicelive_sip.sip import Request, Response, SipParseError, StreamFramer
+from voicelive_sip.sip.message import error_response
 
 BODY = b"v=0\r\n"
 MSG1 = (
@@ -59,3 +60,52 @@ def test_header_section_over_the_limit() -> None:
     with pytest.raises(SipParseError) as info:
         framer.feed(b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X-Pad: " + b"a" * 2000)
     assert info.value.status_code == 413
+
+
+def test_pending_since_is_the_first_byte_of_the_incomplete_message() -> None:
+    framer = StreamFramer()
+    started = [framer.pending_since]
+    framer.feed(b"\r\n\r\n", now=1.0)  # keep-alives leave nothing pending
+    started.append(framer.pending_since)
+    framer.feed(MSG1[:1], now=2.0)
+    for i in range(1, 20):  # slowloris: more single bytes never move the start
+        framer.feed(MSG1[i : i + 1], now=2.0 + i)
+    started.append(framer.pending_since)
+    assert len(framer.feed(MSG1[20:], now=30.0)) == 1
+    started.append(framer.pending_since)
+    assert started == [None, None, 2.0, None]
+
+
+def test_pending_since_restarts_for_the_message_after_a_complete_one() -> None:
+    framer = StreamFramer()
+    framer.feed(MSG1[:10], now=1.0)
+    assert len(framer.feed(MSG1[10:] + MSG2[:5], now=4.0)) == 1
+    assert framer.pending_since == 4.0
+
+
+def test_oversize_content_length_is_a_413_that_can_be_answered() -> None:
+    head = MSG1.split(b"Content-Length")[0]
+    with pytest.raises(SipParseError) as info:
+        StreamFramer().feed(head + b"Content-Length: 70000\r\n\r\n")
+    error = info.value
+    assert (error.status_code, error.is_request) == (413, True)
+    response = error_response(error)
+    assert response is not None and response.status_code == 413
+    assert response.headers.get_all("Via") == ["SIP/2.0/TCP h;branch=z9hG4bK1"]
+    assert response.headers.get("Call-ID") == "1"
+
+
+def test_an_eleven_digit_content_length_is_too_large_not_malformed() -> None:
+    with pytest.raises(SipParseError) as info:
+        StreamFramer().feed(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999999999\r\n\r\n")
+    assert info.value.status_code == 413
+    assert error_response(info.value) is None  # no Via: nowhere to send a response, just close
+
+
+def test_oversize_header_section_keeps_the_headers_read_so_far() -> None:
+    head = MSG1.split(b"Content-Length")[0]
+    with pytest.raises(SipParseError) as info:
+        StreamFramer(max_size=1024).feed(head + b"X-Pad: " + b"a" * 2000)
+    response = error_response(info.value)
+    assert response is not None and response.status_code == 413
+    assert response.headers.get("CSeq") == "1 INVITE"

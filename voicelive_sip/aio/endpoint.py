@@ -155,7 +155,9 @@ class SipEndpoint:
             self._on_parse_error,
             self._on_send_error,
             max_connections=options.max_tcp_connections,
+            max_connections_per_source=options.max_tcp_connections_per_source,
             idle_timeout=options.tcp_idle_timeout,
+            message_timeout=options.tcp_message_timeout,
         )
         await self._transports.start(options.local_address, options.port, options.transports)
 

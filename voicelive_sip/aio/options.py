@@ -34,6 +34,8 @@ class UserAgentOptions:
     t1: float = 0.5
     tcp_idle_timeout: float = 300.0
     max_tcp_connections: int = 1024
+    max_tcp_connections_per_source: int = 32
+    tcp_message_timeout: float = 10.0
     max_transactions: int = 50_000
     max_requests_per_second: int = 500
     # Media: what goes into our SDP.

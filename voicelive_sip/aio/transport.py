@@ -1,8 +1,9 @@
 """SIP transports on asyncio: UDP and TCP on one address and port (RFC 3261 §18), the only socket code of SIP.
 
 Received bytes become parsed messages handed to `on_message`; what cannot be parsed goes to `on_parse_error`
-with enough context to answer 400. TCP connections are reused per peer, closed when idle, and limited in
-number; a framing error closes that connection only. TLS fits in as another stream transport (an SSL context
+with enough context to answer 400 (413 when too large). TCP connections are reused per peer, closed when idle
+or when a message takes too long to arrive, and limited in number overall and per source; a framing error
+closes that connection only. TLS fits in as another stream transport (an SSL context
 on the same server/connect calls), which is why the stream code does not assume TCP.
 """
 
@@ -65,7 +66,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP (or TLS) connection: framing in, writes out, an idle timer."""
+    """One TCP (or TLS) connection: framing in, writes out, an idle timer and a deadline per message."""
 
     def __init__(
         self, owner: TransportLayer, transport_name: str, *, outbound: Address | None = None
@@ -78,6 +79,9 @@ class StreamConnection(asyncio.Protocol):
         self.outbound_key = outbound
         self.last_activity = owner.loop.time()
         self.closed = asyncio.get_running_loop().create_future()
+        self.counted_source: str | None = None  # set while this inbound connection counts for its source
+        self._message_deadline: asyncio.TimerHandle | None = None
+        self._deadline_for: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -88,19 +92,40 @@ class StreamConnection(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.owner.loop.time()
+        now = self.last_activity = self.owner.loop.time()
         assert self.peer is not None
         try:
-            items = self.framer.feed(data)
+            items = self.framer.feed(data, now)
         except SipParseError as error:
-            log.info("sip.tcp_framing_error", peer=self.peer, error=error.detail)
+            log.info("sip.tcp_framing_error", peer=self.peer, error=error.detail, status=error.status_code)
+            if error.is_request:  # a 413 whose Via was readable: answered before the close
+                self.owner.on_parse_error(error, self.peer, self.name)
             self.close()
             return
+        self._arm_message_deadline()
         for item in items:
             if isinstance(item, SipParseError):
                 self.owner.on_parse_error(item, self.peer, self.name)
             else:
                 self.owner.deliver(item, self.peer, self.name)
+
+    def _arm_message_deadline(self) -> None:
+        started = self.framer.pending_since
+        if started == self._deadline_for:
+            return
+        if self._message_deadline is not None:
+            self._message_deadline.cancel()
+            self._message_deadline = None
+        self._deadline_for = started
+        if started is not None:
+            when = started + self.owner.message_timeout
+            self._message_deadline = self.owner.loop.call_at(when, self._message_timed_out)
+
+    def _message_timed_out(self) -> None:
+        # Slowloris: the idle timer is reset by every byte, this deadline only by a whole message.
+        self._message_deadline = None
+        log.info("sip.tcp_message_timeout", peer=self.peer, buffered=self.framer.buffered)
+        self.close()
 
     def write(self, data: bytes) -> None:
         self.last_activity = self.owner.loop.time()
@@ -112,9 +137,35 @@ class StreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._message_deadline is not None:
+            self._message_deadline.cancel()
+            self._message_deadline = None
         self.owner.unregister_connection(self)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _RefusalLog:
+    """Logs refused connections at most once per source per second, with how many went unlogged."""
+
+    MAX_SOURCES = 4096
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}  # source -> (time logged, refusals since)
+
+    def refused(self, source: str, limit_kind: str, limit: int, now: float) -> None:
+        logged, suppressed = self._last.get(source, (float("-inf"), 0))
+        if now - logged < 1.0:
+            self._last[source] = (logged, suppressed + 1)
+            return
+        if len(self._last) >= self.MAX_SOURCES:
+            self._last = {s: v for s, v in self._last.items() if now - v[0] < 1.0}
+            if len(self._last) >= self.MAX_SOURCES:
+                return  # refusing anyway; the log line is what a flood of sources must not get
+        self._last[source] = (now, 0)
+        log.warning(
+            "sip.tcp_connection_refused", source=source, limit=limit_kind, max=limit, suppressed=suppressed
+        )
 
 
 class TransportLayer:
@@ -127,7 +178,9 @@ class TransportLayer:
         on_send_error: SendErrorHandler,
         *,
         max_connections: int = 1024,
+        max_connections_per_source: int = 32,
         idle_timeout: float = 300.0,
+        message_timeout: float = 10.0,
         max_message_size: int = MAX_MESSAGE_SIZE,
         connect_timeout: float = 5.0,
         max_pending_writes: int = 64,
@@ -137,7 +190,9 @@ class TransportLayer:
         self.on_parse_error = on_parse_error
         self.on_send_error = on_send_error
         self.max_connections = max_connections
+        self.max_connections_per_source = max_connections_per_source
         self.idle_timeout = idle_timeout
+        self.message_timeout = message_timeout
         self.max_message_size = max_message_size
         self.connect_timeout = connect_timeout
         self.max_pending_writes = max_pending_writes
@@ -145,6 +200,10 @@ class TransportLayer:
         self.tcp_server: asyncio.Server | None = None
         self.address: Address = ("0.0.0.0", 0)
         self.connections: dict[Address, StreamConnection] = {}
+        # Inbound connections per source IP; an entry goes when its count reaches 0, so at most
+        # max_connections entries.
+        self._per_source: dict[str, int] = {}
+        self._refusals = _RefusalLog()
         self._connecting: dict[Address, list[Outgoing]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -240,10 +299,20 @@ class TransportLayer:
 
     # -- connection bookkeeping ----------------------------------------------------------------------------
     def register_connection(self, connection: StreamConnection) -> bool:
-        if connection.outbound_key is None and len(self.connections) >= self.max_connections:
-            log.warning("sip.tcp_connection_refused", peer=connection.peer, limit=self.max_connections)
-            return False
         assert connection.peer is not None
+        if connection.outbound_key is None:
+            source = connection.peer[0]
+            if len(self.connections) >= self.max_connections:
+                self._refusals.refused(source, "total", self.max_connections, self.loop.time())
+                return False
+            count = self._per_source.get(source, 0)
+            if count >= self.max_connections_per_source:
+                self._refusals.refused(
+                    source, "per_source", self.max_connections_per_source, self.loop.time()
+                )
+                return False
+            self._per_source[source] = count + 1
+            connection.counted_source = source
         self.connections[connection.peer] = connection
         if connection.outbound_key is not None and connection.outbound_key != connection.peer:
             self.connections[connection.outbound_key] = connection
@@ -252,6 +321,11 @@ class TransportLayer:
     def unregister_connection(self, connection: StreamConnection) -> None:
         for key in [k for k, c in self.connections.items() if c is connection]:
             del self.connections[key]
+        source, connection.counted_source = connection.counted_source, None
+        if source is not None:
+            left = self._per_source.pop(source) - 1
+            if left:
+                self._per_source[source] = left
 
     def _schedule_idle_check(self) -> None:
         interval = max(1.0, min(30.0, self.idle_timeout / 4))
