@@ -281,6 +281,27 @@ class SipSettings(BaseSettings):
     inbound_auth_password: SecretStr | None = Field(
         default=None, description="Password for inbound_auth_user."
     )
+    auth_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Inbound digest failures from one source within auth_failure_window before it is banned.",
+    )
+    auth_user_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Inbound digest failures for inbound_auth_user, any source, before the user is banned.",
+    )
+    auth_failure_window: float = Field(
+        default=60.0, gt=0, description="The window (s) in which inbound digest failures are counted."
+    )
+    auth_ban_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="First ban (s) after too many inbound digest failures; each new ban doubles it.",
+    )
+    auth_max_ban_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest ban (s) the doubling reaches."
+    )
     session_expires: int = Field(default=1800, ge=90, description="RFC 4028 session interval we ask for (s).")
     min_se: int = Field(default=90, ge=90, description="RFC 4028 smallest session interval we accept (s).")
     invite_timeout: float = Field(
@@ -339,6 +360,11 @@ class SipSettings(BaseSettings):
             allow_from=tuple(self.allow_from),
             inbound_auth_user=self.inbound_auth_user,
             inbound_auth_password=inbound,
+            auth_max_failures=self.auth_max_failures,
+            auth_user_max_failures=self.auth_user_max_failures,
+            auth_failure_window=self.auth_failure_window,
+            auth_ban_seconds=self.auth_ban_seconds,
+            auth_max_ban_seconds=self.auth_max_ban_seconds,
             session_expires=self.session_expires,
             min_se=self.min_se,
             invite_timeout=self.invite_timeout,

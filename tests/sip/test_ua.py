@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any, cast
 
 import pytest
+from structlog.testing import capture_logs
 
 from voicelive_sip.aio import (
     Answered,
@@ -218,6 +219,51 @@ async def test_inbound_digest_challenge() -> None:
         with pytest.raises(CallFailed) as unauthenticated:
             await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
         assert unauthenticated.value.status_code == 401
+
+
+async def test_digest_guessing_bans_the_source_even_for_the_right_password_until_the_ban_ends() -> None:
+    options = {
+        "inbound_auth_user": "pbx", "inbound_auth_password": "s3cret", "auth_realm": "gw",
+        "auth_max_failures": 3, "auth_ban_seconds": 0.4,
+    }  # fmt: skip
+    async with agent(**options) as bob, agent(None) as alice:
+        target = f"sip:bob@127.0.0.1:{bob.address[1]}"
+        with capture_logs() as logs:
+            for guess in ("a", "b", "c"):
+                with pytest.raises(CallFailed) as wrong:
+                    await alice.call(target, rtp_port=40000, credentials=("pbx", guess))
+                assert wrong.value.status_code == 403
+            banned_at = asyncio.get_running_loop().time()
+            with pytest.raises(CallFailed) as refused:
+                await alice.call(target, rtp_port=40000, credentials=("pbx", "s3cret"))
+            assert refused.value.status_code == 403  # no challenge, the password is never checked
+            assert bob.seen == []  # type: ignore[attr-defined]
+        failures = [e for e in logs if e["event"] == "security.auth_failed"]
+        assert [(e["source"], e["user"], e["reason"]) for e in failures] == [
+            ("127.0.0.1", "pbx", "wrong response")
+        ] * 3
+        bans = [e for e in logs if e["event"] == "security.banned"]
+        assert [(e["source"], e["seconds"], e["failures"]) for e in bans] == [("127.0.0.1", 0.4, 3)]
+        assert not any("s3cret" in repr(e) or "response=" in repr(e) for e in logs)
+        await asyncio.sleep(max(0.0, banned_at + 0.45 - asyncio.get_running_loop().time()))
+        call = await alice.call(target, rtp_port=40000, credentials=("pbx", "s3cret"))
+        await call.hangup()
+
+
+async def test_strangers_and_floods_are_security_events() -> None:
+    with capture_logs() as logs:
+        async with agent(allow_from=["192.0.2.0/24"]) as bob, raw_peer() as stranger:
+            stranger.send(raw_request("OPTIONS", stranger, bob), bob)
+            await asyncio.sleep(0.1)
+        async with agent(max_requests_per_second=1) as bob, raw_peer() as peer:
+            for n in range(3):
+                peer.send(raw_request("OPTIONS", peer, bob, branch=f"z9hG4bKflood{n}"), bob)
+            await peer.next(is_status(200))
+            await asyncio.sleep(0.1)
+    denied = [e for e in logs if e["event"] == "security.acl_denied"]
+    assert [(e["source"], e["port"]) for e in denied] == [("127.0.0.1", stranger.port)]
+    flood = [e for e in logs if e["event"] == "security.flood"]
+    assert [(e["source"], e["limit"]) for e in flood] == [("127.0.0.1", 1)]
 
 
 async def test_allow_list_drops_strangers() -> None:

@@ -223,10 +223,13 @@ class SipEndpoint:
     # -- receiving -------------------------------------------------------------------------------------
     def _admit(self, source: Address, *, new_request: bool = True) -> bool:
         verdict = self.admission.admit(source[0], self.now(), new_request=new_request)
+        # Security events name the host alone under `source`, so one fail2ban pattern matches them all.
         if verdict is Verdict.REFUSED:
-            log.info("sip.source_refused", source=source)
+            log.info("security.acl_denied", source=source[0], port=source[1])
         elif verdict is Verdict.THROTTLED_FIRST:
-            log.warning("sip.rate_limited", source=source, limit=self.options.max_requests_per_second)
+            log.warning(
+                "security.flood", source=source[0], port=source[1], limit=self.options.max_requests_per_second
+            )
         return verdict is Verdict.ADMIT
 
     def _on_message(self, message: Request | Response, source: Address, transport: str) -> None:

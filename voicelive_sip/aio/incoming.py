@@ -15,8 +15,9 @@ import structlog
 from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
 from ..sdp import NoCommonCodec, SdpError, SessionDescription, choose_codec
-from ..sip.auth import DigestServer, VerifyOutcome
+from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials
 from ..sip.dialog import Dialog
+from ..sip.guard import AuthGuard
 from ..sip.message import request_problem
 from ..sip.session_timer import parse_session_expires
 from ..sip.transaction_events import AckReceived, AckTimeout, RequestReceived
@@ -51,6 +52,13 @@ class IncomingRequests:
         if self.options.inbound_auth_user and self.options.inbound_auth_password:
             realm = self.options.auth_realm or "voicelive-sip"
             self._auth = DigestServer(secrets.token_bytes(32), realm, qop="auth")
+        self._guard = AuthGuard(
+            max_failures=self.options.auth_max_failures,
+            user_max_failures=self.options.auth_user_max_failures,
+            window=self.options.auth_failure_window,
+            ban=self.options.auth_ban_seconds,
+            max_ban=self.options.auth_max_ban_seconds,
+        )
 
     async def calls(self) -> AsyncGenerator[IncomingCall, None]:
         while True:
@@ -167,9 +175,22 @@ class IncomingRequests:
         server = self._auth
         assert server is not None
         now = self.endpoint.now()
+        host = event.source[0]
+        # A banned source or user gets 403 without a challenge and without its credentials being checked:
+        # even the right password is refused until the ban ends, which is what makes guessing pointless.
+        if self._guard.check(host, None, now) is not None:
+            self.endpoint.respond(event, 403)
+            return False
         values = event.request.headers.get_all("Authorization")
         if not values:
             self.endpoint.respond(event, 401, headers=[("WWW-Authenticate", server.challenge(now))])
+            return False
+        try:
+            claimed: str | None = parse_credentials(values[0]).username
+        except SipParseError:
+            claimed = None  # verify() says whether it is malformed Digest or another scheme
+        if claimed is not None and self._guard.check(host, claimed, now) is not None:
+            self.endpoint.respond(event, 403)
             return False
         user, secret = self.options.inbound_auth_user, self.options.inbound_auth_password
         try:
@@ -178,17 +199,32 @@ class IncomingRequests:
                 now=now, body=event.request.body,
             )  # fmt: skip
         except SipParseError:
+            self._auth_failed(event, None, "malformed Authorization", now)
             self.endpoint.respond(event, 400, "Bad Authorization")
             return False
         if result.outcome is VerifyOutcome.OK:
+            self._guard.succeeded(host, result.username)
             return True
         if result.outcome is VerifyOutcome.STALE:
             challenge = server.challenge(now, stale=True)
             self.endpoint.respond(event, 401, headers=[("WWW-Authenticate", challenge)])
             return False
-        log.warning("sip.inbound_auth_failed", source=event.source, reason=result.reason)
+        self._auth_failed(event, result.username, result.reason or "failed", now)
         self.endpoint.respond(event, 403)
         return False
+
+    def _auth_failed(self, event: RequestReceived, user: str | None, reason: str, now: float) -> None:
+        """Log the failure (never the credentials), count it, and log the bans it starts."""
+        host = event.source[0]
+        shown = user[:64] if user is not None else None  # the claimed name, bounded: it is the peer's text
+        log.warning("security.auth_failed", source=host, port=event.source[1], user=shown, reason=reason)
+        # Only our one user has a counter: guessing names that do not exist gains nothing, and the
+        # user table stays one entry long however many names a peer invents.
+        counted = user if user == self.options.inbound_auth_user else None
+        for ban in self._guard.failed(host, counted, now):
+            log.warning(
+                "security.banned", **{ban.subject.value: ban.key}, seconds=ban.seconds, failures=ban.failures
+            )
 
     # -- ACK and its absence ---------------------------------------------------------------------------
     def on_ack(self, event: AckReceived) -> None:

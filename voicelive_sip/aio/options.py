@@ -28,6 +28,11 @@ class UserAgentOptions:
     allow_from: Sequence[str] = ()
     inbound_auth_user: str | None = None
     inbound_auth_password: str | None = field(default=None, repr=False)
+    auth_max_failures: int = 5
+    auth_user_max_failures: int = 20
+    auth_failure_window: float = 60.0
+    auth_ban_seconds: float = 60.0
+    auth_max_ban_seconds: float = 3600.0
     session_expires: int = 1800
     min_se: int = 90
     invite_timeout: float = 60.0

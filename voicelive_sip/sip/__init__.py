@@ -19,6 +19,7 @@ from .call_state import TRANSITIONS, CallState, next_state
 from .dialog import Dialog, DialogId, DialogState, DialogTable, new_tag
 from .framing import StreamFramer
 from .glare import ReofferAttempts, glare_backoff
+from .guard import AuthGuard, Ban, BanSubject
 from .headers import CSeq, MediaType, NameAddress, Via
 from .message import (
     MAX_MESSAGE_SIZE,
@@ -44,6 +45,9 @@ __all__ = [
     "AbsoluteUri",
     "Admission",
     "AuthAnswer",
+    "AuthGuard",
+    "Ban",
+    "BanSubject",
     "CSeq",
     "CallState",
     "Dialog",
