@@ -36,9 +36,11 @@ class DtmfReceived:
 
 @dataclass(frozen=True, slots=True)
 class MediaTimeout:
-    """No RTP or RTCP from the peer for `idle` seconds while we expected media: the call is probably dead."""
+    """No RTP or RTCP for `idle` seconds while media was expected (the call is probably dead), or, with
+    `on_hold`, the call has been on hold for `idle` seconds, past the hold limit."""
 
     idle: float
+    on_hold: bool = False
 
 
 @dataclass(frozen=True, slots=True)

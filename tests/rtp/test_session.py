@@ -147,7 +147,7 @@ def _rtp(seq: int, ssrc: int = 0x1234, pt: int = 0, payload: bytes = b"\x55" * 1
     return RtpPacket(pt, seq, seq * 160, ssrc, payload).serialize()
 
 
-async def test_symmetric_rtp_latches_and_strangers_cannot_hijack(clock: MediaClock) -> None:
+async def test_symmetric_rtp_latches_after_probation_and_strangers_cannot_hijack(clock: MediaClock) -> None:
     frames: list[Frame] = []
     async with RtpRecorder() as signalled, RtpRecorder() as real, RtpRecorder() as stranger:
         session = await RtpSession.open(_pool(), clock=clock, on_frame=frames.append, inactivity_timeout=None)
@@ -156,20 +156,125 @@ async def test_symmetric_rtp_latches_and_strangers_cannot_hijack(clock: MediaClo
             await signalled.wait_for(1)
             target = (LOCAL, session.local_port)
             stranger.sendto(_rtp(0, pt=96), target)  # wrong payload type: not a candidate
-            real.sendto(_rtp(1), target)
+            # The caller behind NAT: its media comes from another port of the SDP host. It is believed after
+            # four in-sequence packets of one SSRC (strict RTP probation), not at the first.
+            for seq in range(1, 4):
+                real.sendto(_rtp(seq), target)
+            await asyncio.sleep(0.05)
+            assert session.send_address == signalled.address
+            real.sendto(_rtp(4), target)
             await real.wait_for(2)  # now our media goes where the caller's comes from (NAT)
             assert session.send_address == real.address
-            stranger.sendto(_rtp(2, ssrc=0x9999), target)
-            stranger.sendto(_rtp(3, ssrc=0x1234), target)
-            real.sendto(_rtp(2), target)
+            stranger.sendto(_rtp(5, ssrc=0x9999), target)
+            stranger.sendto(_rtp(6, ssrc=0x1234), target)
+            real.sendto(_rtp(5), target)
             await _until(lambda: len(frames) >= 2)
             await asyncio.sleep(0.05)
             assert session.send_address == real.address
             assert [f.payload for f in frames] == [b"\x55" * 160] * 2
-            assert session.stats.foreign == 3
+            assert session.stats.foreign == 6  # the wrong type, three on probation, two strangers
             assert session.stats.ssrc_changes == 0
         finally:
             session.close()
+
+
+def _socket_on(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    return sock
+
+
+async def test_an_rtp_sprayer_on_another_host_captures_nothing_before_or_after_the_caller(
+    clock: MediaClock,
+) -> None:
+    frames: list[Frame] = []
+    sprayer = _socket_on("127.0.0.2")  # all of 127.0.0.0/8 is loopback on Linux: another "host"
+    async with RtpRecorder() as caller:
+        session = await RtpSession.open(_pool(), clock=clock, on_frame=frames.append, inactivity_timeout=None)
+        try:
+            session.set_remote(caller.address, None, 0, "PCMU", None, peer_host="127.0.0.1")
+            target = (LOCAL, session.local_port)
+            for seq in range(
+                20
+            ):  # in sequence, one SSRC, right payload type, before the caller's first packet
+                sprayer.sendto(_rtp(seq, ssrc=0xBAD), target)
+            await asyncio.sleep(0.05)
+            assert session.send_address == caller.address and frames == []
+            for seq in range(100, 103):
+                caller.sendto(_rtp(seq, ssrc=0x600D), target)
+            for seq in range(20, 40):  # and after it
+                sprayer.sendto(_rtp(seq, ssrc=0x600D), target)
+            await _until(lambda: len(frames) == 3)
+            await asyncio.sleep(0.05)
+            assert session.send_address == caller.address and len(frames) == 3
+            assert session.stats.foreign == 40
+        finally:
+            session.close()
+            sprayer.close()
+
+
+async def test_a_quiet_source_is_kept_from_strangers_but_follows_its_own_stream_to_a_new_port(
+    clock: MediaClock,
+) -> None:
+    async with RtpRecorder() as signalled, RtpRecorder() as rebound, RtpRecorder() as stranger:
+        session = await RtpSession.open(_pool(), clock=clock, inactivity_timeout=None, relatch_after=0.1)
+        try:
+            session.set_remote(signalled.address, None, 0, "PCMU", None)
+            target = (LOCAL, session.local_port)
+            signalled.sendto(_rtp(1, ssrc=7), target)
+            await asyncio.sleep(0.2)  # the caller pauses: quiet longer than relatch_after
+            for seq in range(50, 60):  # another stream from the same host: not the caller's SSRC
+                stranger.sendto(_rtp(seq, ssrc=8), target)
+            await asyncio.sleep(0.05)
+            assert session.send_address == signalled.address
+            for seq in range(2, 6):  # the caller's own stream, next numbers, from a new port (NAT rebinding)
+                rebound.sendto(_rtp(seq, ssrc=7), target)
+            await _until(lambda: session.send_address == rebound.address)
+        finally:
+            session.close()
+
+
+async def test_media_from_outside_sip_allow_from_is_dropped(clock: MediaClock) -> None:
+    outsider = _socket_on("127.0.0.3")
+    async with RtpRecorder() as caller:
+        session = await RtpSession.open(
+            _pool(), clock=clock, inactivity_timeout=None, allow_from=("127.0.0.1/32",)
+        )
+        try:
+            session.set_remote(("127.0.0.3", outsider.getsockname()[1]), None, 0, "PCMU", None)
+            target = (LOCAL, session.local_port)
+            outsider.sendto(_rtp(1), target)  # even from the SDP address itself
+            caller.sendto(_rtp(1), target)
+            await asyncio.sleep(0.05)
+            assert session.stats.foreign == 2 and session.stats.packets_received == 0
+        finally:
+            session.close()
+            outsider.close()
+
+
+async def test_with_confirm_first_nothing_is_sent_until_rtp_came_from_the_peer(clock: MediaClock) -> None:
+    async with RtpRecorder() as peer:
+        session = await RtpSession.open(_pool(), clock=clock, inactivity_timeout=None)
+        try:
+            session.set_remote(peer.address, None, 0, "PCMU", None, confirm_first=True)
+            await asyncio.sleep(0.1)  # five ticks of the media clock
+            assert len(peer.arrivals) == 0 and session.send_address is None
+            peer.sendto(_rtp(1), (LOCAL, session.local_port))
+            await peer.wait_for(2)
+            assert session.send_address == peer.address
+        finally:
+            session.close()
+
+
+def test_ports_are_handed_out_at_random_from_the_older_half() -> None:
+    pool = PortPool(LOCAL, 20000, 200)  # 100 pairs
+    first = [pool.acquire() for _ in range(10)]
+    assert first != list(range(20000, 20020, 2))  # not simply in order
+    for port in first:
+        pool.release(port)
+    # The ports just released are at the back: the next 45 come from the 90 that were free longer.
+    following = {pool.acquire() for _ in range(45)}
+    assert following.isdisjoint(first)
 
 
 async def test_without_symmetric_rtp_media_goes_to_the_signalled_address(clock: MediaClock) -> None:
@@ -383,3 +488,22 @@ async def test_a_session_takes_its_configuration_as_plain_options_or_single_fiel
     finally:
         for session in (plain, one_field, product):
             session.close()
+
+
+async def test_a_hold_that_lasts_past_the_hold_limit_ends_the_media_and_a_resume_before_it_does_not() -> None:
+    pool = _pool()
+    held = await RtpSession.open(pool, inactivity_timeout=None, hold_timeout=0.2)
+    resumed = await RtpSession.open(pool, inactivity_timeout=None, hold_timeout=0.2)
+    try:
+        for session in (held, resumed):
+            session.set_remote((LOCAL, 9), None, 0, "PCMU", None)
+            session.set_direction("inactive")  # a=inactive: nobody sends media, RTCP may still flow
+        resumed.set_direction("sendrecv")
+        async with asyncio.timeout(5):
+            async for event in held.events():
+                assert isinstance(event, MediaTimeout) and event.on_hold and event.idle >= 0.2
+                break
+        assert resumed._events.empty()  # off hold: the hold limit no longer applies (inactivity is off)
+    finally:
+        held.close()
+        resumed.close()

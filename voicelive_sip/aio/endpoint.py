@@ -22,7 +22,7 @@ from ..sip.admission import Admission, Verdict
 from ..sip.auth import DigestAuthError, DigestClient
 from ..sip.dialog import Dialog, new_tag
 from ..sip.headers import NameAddress, Via
-from ..sip.message import Request, Response, error_response, make_response
+from ..sip.message import Request, Response, error_response, make_response, request_problem
 from ..sip.transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
 from ..sip.transaction_events import (
     AckReceived,
@@ -38,7 +38,7 @@ from ..sip.transaction_events import (
     TransportFailed,
 )
 from ..sip.uac import ack_for_2xx
-from ..sip.uas import to_tag
+from ..sip.uas import stateless_refusal, to_tag
 from ..sip.uri import SipUri, TelUri, Uri, parse_uri
 from .options import UserAgentOptions
 from .transport import TransportLayer
@@ -233,11 +233,16 @@ class SipEndpoint:
         return verdict is Verdict.ADMIT
 
     def _on_message(self, message: Request | Response, source: Address, transport: str) -> None:
-        if isinstance(message, Request):
-            fresh = message.method not in ("ACK", "CANCEL") and to_tag(message) is None
-            if not self._admit(source, new_request=fresh):
-                return
-            if "Via" in message.headers:
+        try:
+            if isinstance(message, Request):
+                fresh = message.method not in ("ACK", "CANCEL") and to_tag(message) is None
+                if not self._admit(source, new_request=fresh):
+                    return
+                # Mandatory headers are checked before a transaction exists: a request without From, To,
+                # Call-ID, CSeq or Via gets a stateless 400 (or nothing) and leaves no state behind.
+                problem = request_problem(message)
+                if problem is not None:
+                    raise problem
                 # RFC 3261 §18.2.1 and RFC 3581: note where the request really came from.
                 via = stamped = message.top_via
                 if via.host.strip("[]") != source[0]:
@@ -246,9 +251,8 @@ class SipEndpoint:
                     stamped = stamped.with_param("rport", str(source[1]))
                 if stamped is not via:
                     message.headers.replace_first("Via", stamped)
-        try:
             self.layer.receive(message, source, transport, self.now())
-        except SipParseError as error:  # a header the transaction layer needed did not parse
+        except SipParseError as error:  # a mandatory header is missing, or one the layer needed did not parse
             self._answer_parse_error(error, message, source, transport)
         except TransactionLimitReached:
             if isinstance(message, Request) and message.method != "ACK":
@@ -259,12 +263,10 @@ class SipEndpoint:
         self, error: SipParseError, message: Request | Response, source: Address, transport: str
     ) -> None:
         log.info("sip.parse_error", source=source, error=error.detail)
-        if isinstance(message, Request) and message.method != "ACK" and "Via" in message.headers:
-            response = Response(error.status_code, error.reason)
-            for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-                for value in message.headers.get_all(name):
-                    response.headers.add(name, value)
-            self.stateless(response, source, transport)
+        if isinstance(message, Request):
+            response = stateless_refusal(message, error)
+            if response is not None:
+                self.stateless(response, source, transport)
 
     def _on_parse_error(self, error: SipParseError, source: Address, transport: str) -> None:
         log.info(

@@ -18,7 +18,6 @@ from ..sdp import NoCommonCodec, SdpError, SessionDescription, choose_codec
 from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials
 from ..sip.dialog import Dialog
 from ..sip.guard import AuthGuard
-from ..sip.message import request_problem
 from ..sip.session_timer import parse_session_expires
 from ..sip.transaction_events import AckReceived, AckTimeout, RequestReceived
 from ..sip.uas import (
@@ -69,12 +68,6 @@ class IncomingRequests:
     # -- dispatch --------------------------------------------------------------------------------------
     def on_request(self, event: RequestReceived) -> None:
         request = event.request
-        problem = request_problem(request)
-        if problem is not None:
-            self.endpoint.respond(
-                event, 400, problem.reason, headers=[("Warning", f'399 - "{problem.detail}"')]
-            )
-            return
         refusal = precheck(request, self.merged)
         if refusal is not None:
             self.endpoint.respond(event, refusal.status_code, refusal.reason, headers=refusal.headers)

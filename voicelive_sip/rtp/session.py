@@ -8,6 +8,7 @@ Receive: datagram → `RtpPacket` → source checks (latching) → `ReceptionSta
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import random
 import socket
@@ -84,6 +85,7 @@ class PortPool:
         self.address = address
         self._free: deque[int] = deque(range(first, end - 1, 2))
         self._in_use: set[int] = set()
+        self._rng = random.SystemRandom()
         self.capacity = len(self._free)
 
     @property
@@ -97,10 +99,17 @@ class PortPool:
         return len(self._in_use)
 
     def acquire(self) -> int:
-        """Take the least recently used even port; raises `PortPoolExhausted`."""
+        """Take a random even port among the less recently used half; raises `PortPoolExhausted`.
+
+        Random, so that nobody can guess the next call's port from the last one (an RTP sprayer needs the
+        port); from the older half, so that a late packet of a call that just ended meets no new call.
+        """
         if not self._free:
             raise PortPoolExhausted(f"all {self.capacity} RTP port pairs on {self.address} are in use")
+        index = self._rng.randrange(max(1, len(self._free) // 2))
+        self._free.rotate(-index)
         port = self._free.popleft()
+        self._free.rotate(index)
         self._in_use.add(port)
         return port
 
@@ -174,6 +183,7 @@ class RtpOptions:
     symmetric: bool = True  # send to where the peer's RTP comes from (NAT), not only to the SDP address
     relatch_after: float = 2.0  # seconds of silence from the latched source before another may take over
     inactivity_timeout: float | None = 30.0  # no RTP/RTCP this long while media is expected: MediaTimeout
+    hold_timeout: float | None = 300.0  # on hold (not receiving) this long: MediaTimeout(on_hold=True)
     rtcp_interval: float = RTCP_INTERVAL
     outbound_seconds: float = 30.0  # agent audio queued at most (bounded)
     concealment: ConcealmentMode = "fade"
@@ -182,6 +192,10 @@ class RtpOptions:
     frame_queue_size: int = 50
     event_queue_size: int = 64
     cname: str | None = None
+    # Strict RTP: a source other than the SDP address must first send this many in-sequence packets of one
+    # SSRC, from the SDP address's host or the signalling peer's (NAT), before it is believed.
+    probation: int = 4
+    allow_from: tuple[str, ...] = ()  # networks (CIDR) media is accepted from; empty: anyone (SIP_ALLOW_FROM)
 
 
 class RtpSession(asyncio.DatagramProtocol):
@@ -212,6 +226,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.symmetric = options.symmetric
         self.relatch_after = options.relatch_after
         self.inactivity_timeout = options.inactivity_timeout
+        self.hold_timeout = options.hold_timeout
+        self._allow = [ipaddress.ip_network(net, strict=False) for net in options.allow_from]
         self.rtcp_interval = options.rtcp_interval
         self.direction: Direction = "sendrecv"
         self.on_frame = on_frame
@@ -254,8 +270,12 @@ class RtpSession(asyncio.DatagramProtocol):
         self._source: Address | None = None
         self._rtcp_source: Address | None = None
         self._remote_ssrc: int | None = None
+        self._latch_hosts: frozenset[str] = frozenset()  # hosts a NAT'd source may come from
+        self._candidate: tuple[Address, int, int, int] | None = None  # (address, ssrc, last seq, count)
+        self._gated = False  # nothing is sent until RTP arrives (an SDP address nobody vouched for)
         self._last_rx = self._loop.time()
         self._timed_out = False
+        self._hold_since: float | None = None  # when our direction stopped receiving (a hold)
         # Send state.
         self._sequence = self._rng.getrandbits(16)
         self._timestamp_base = self._rng.getrandbits(32)
@@ -388,10 +408,16 @@ class RtpSession(asyncio.DatagramProtocol):
         dtmf_pt: int | None = None,
         rtcp_mux: bool = False,
         ptime: int = 20,
+        *,
+        peer_host: str | None = None,
+        confirm_first: bool = False,
     ) -> None:
         """Apply the negotiated media (after offer/answer, again on re-INVITE); restarts latching.
 
         `codec` is a `Codec` or any of its spellings (`Codec.parse`); ValueError for one this engine lacks.
+        `peer_host` is the signalling peer's address: a NAT'd caller's media may come from it. With
+        `confirm_first`, nothing is sent until RTP has come from the peer (an SDP address that could name a
+        third party: no media reflection towards it).
         """
         try:
             chosen = Codec.parse(codec)
@@ -410,6 +436,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.ptime = ptime
         self._source = None
         self._rtcp_source = None
+        self._candidate = None
+        self._latch_hosts = frozenset(h for h in (addr[0], peer_host) if h)
+        self._gated = confirm_first
         self._last_rx = self._loop.time()
         self._timed_out = False
         if rtcp_mux and self._rtcp_transport is not None:
@@ -439,6 +468,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self._talking = False  # the next audio after hold starts a talk-spurt (marker bit)
         self._last_rx = self._loop.time()
         self._timed_out = False
+        if not self.receiving:
+            self._hold_since = self._hold_since if self._hold_since is not None else self._last_rx
+        else:
+            self._hold_since = None
+        self._arm_timer()
 
     def take_frames(self) -> list[Frame]:
         """The frames queued for `frames()` so far, removed: for a consumer switching to `on_frame`."""
@@ -466,9 +500,12 @@ class RtpSession(asyncio.DatagramProtocol):
 
     @property
     def send_address(self) -> Address | None:
-        """Where RTP goes: the latched source with symmetric RTP, else the address from SDP."""
+        """Where RTP goes: the latched source with symmetric RTP, else the address from SDP; None while
+        `confirm_first` waits for the peer's first RTP."""
         if self.symmetric and self._source is not None:
             return self._source
+        if self._gated:
+            return None
         return self.remote
 
     def _new_jitter_buffer(self) -> JitterBuffer:
@@ -631,7 +668,7 @@ class RtpSession(asyncio.DatagramProtocol):
         ):
             self._foreign += 1
             return
-        if not self._accept_source(ssrc, addr, now):
+        if not self._accept_source(ssrc, sequence_number, addr, now):
             self._foreign += 1
             return
         self._last_rx = now
@@ -652,18 +689,36 @@ class RtpSession(asyncio.DatagramProtocol):
                 self._drain_dtmf()
         self._drain_frames(now)
 
-    def _accept_source(self, ssrc: int, addr: Address, now: float) -> bool:
-        # Latching: the first valid packet (expected payload type) binds the source address and SSRC; later
-        # packets from elsewhere are a stranger's unless the bound source went quiet (NAT rebinding, restart).
+    def _accept_source(self, ssrc: int, sequence: int, addr: Address, now: float) -> bool:
+        # Strict RTP. The SDP address is believed at once and always wins. Another address is a stranger
+        # unless, with symmetric RTP (NAT), it is on the SDP address's host or the signalling peer's and has
+        # sent `probation` in-sequence packets of one SSRC; a live source is never dropped for a stranger, and
+        # a quiet one only for the continuation of its own stream (NAT rebinding: same SSRC, next numbers).
         source = self._source
-        if source is None or (addr != source and now - self._last_rx >= self.relatch_after):
-            if source is not None:
-                self._log.info("rtp.relatched", old=source, new=addr)
-            elif self.symmetric and addr != self.remote:
-                self._log.info("rtp.latched", remote=addr, signalled=self.remote)
-            self._source = addr
-        elif addr != source:
-            return False
+        if addr != source:
+            if self._allow and not self._allowed(addr[0]):
+                return False
+            if addr == self.remote:
+                if source is not None:
+                    self._log.info("rtp.relatched", old=source, new=addr)
+                self._source, self._candidate = addr, None
+            elif (
+                not self.symmetric
+                or addr[0] not in self._latch_hosts
+                or (
+                    source is not None
+                    and (ssrc != self._remote_ssrc or now - self._last_rx < self.relatch_after)
+                )
+                or not self._on_probation(addr, ssrc, sequence)
+            ):
+                return False
+            else:
+                if source is not None:
+                    self._log.info("rtp.relatched", old=source, new=addr)
+                else:
+                    self._log.info("rtp.latched", remote=addr, signalled=self.remote)
+                self._source, self._candidate = addr, None
+            self._gated = False
         if ssrc != self._remote_ssrc:
             old = self._remote_ssrc
             self._remote_ssrc = ssrc
@@ -674,6 +729,27 @@ class RtpSession(asyncio.DatagramProtocol):
                 self._log.info("rtp.ssrc_changed", old=old, new=ssrc)
             self._emit(SsrcChanged(old, ssrc))
         return True
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._allow)
+
+    def _on_probation(self, addr: Address, ssrc: int, sequence: int) -> bool:
+        """Count in-sequence packets of one SSRC from `addr`; True once there were `probation` of them."""
+        candidate = self._candidate
+        if (
+            candidate is not None
+            and candidate[:2] == (addr, ssrc)
+            and sequence == (candidate[2] + 1) & 0xFFFF
+        ):
+            count = candidate[3] + 1
+        else:
+            count = 1
+        self._candidate = (addr, ssrc, sequence, count)
+        return count >= self.options.probation
 
     def _drain_frames(self, now: float) -> None:
         jitter = self.jitter
@@ -767,7 +843,14 @@ class RtpSession(asyncio.DatagramProtocol):
         self._timer = self._loop.call_at(when, self._handle_timer)
 
     def _idle_deadline(self) -> float | None:
-        if self.inactivity_timeout is None or self.remote is None or self._timed_out or not self.receiving:
+        if self.remote is None or self._timed_out:
+            return None
+        if not self.receiving:
+            # On hold nobody sends us media, so silence means nothing; a hold that never ends does.
+            if self.hold_timeout is None or self._hold_since is None:
+                return None
+            return self._hold_since + self.hold_timeout
+        if self.inactivity_timeout is None:
             return None
         return self._last_rx + self.inactivity_timeout
 
@@ -783,9 +866,14 @@ class RtpSession(asyncio.DatagramProtocol):
         idle_deadline = self._idle_deadline()
         if idle_deadline is not None and now >= idle_deadline:
             self._timed_out = True
-            idle = now - self._last_rx
-            self._log.warning("media.timeout", idle=round(idle, 3), remote=self.remote)
-            self._emit(MediaTimeout(idle))
+            if not self.receiving and self._hold_since is not None:
+                held = now - self._hold_since
+                self._log.warning("media.hold_timeout", held=round(held, 3), remote=self.remote)
+                self._emit(MediaTimeout(held, on_hold=True))
+            else:
+                idle = now - self._last_rx
+                self._log.warning("media.timeout", idle=round(idle, 3), remote=self.remote)
+                self._emit(MediaTimeout(idle))
         self._arm_timer()
 
     # ----- RTCP --------------------------------------------------------------------------------------------
