@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -70,8 +71,36 @@ class SdpError(RemoteProtocolError):
     """The SDP is malformed or cannot be used; a UA answers 400 for a body it cannot parse, else 488."""
 
 
-class NoCommonCodec(SdpError):
+class MediaNotAcceptable(SdpError):
+    """The description is valid but names media we will not use: a UA answers 488 Not Acceptable Here."""
+
+
+class NoCommonCodec(MediaNotAcceptable):
     """The offer (or answer) has no usable audio stream with a codec we support: 488 Not Acceptable Here."""
+
+
+def media_address_problem(host: str) -> str | None:
+    """Why RTP must not be sent to the `c=` address `host`, or None.
+
+    A host name would make us resolve what a stranger chose; multicast and broadcast would spray a network
+    (media reflection and amplification). 0.0.0.0 and :: are the RFC 2543 way of saying "hold" (RFC 3264
+    §8.4): allowed, nothing is sent there.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"c= names {host!r}, not an IP address"
+    if address.is_multicast:
+        return f"c= names the multicast address {host}"
+    if isinstance(address, ipaddress.IPv4Address) and address == ipaddress.IPv4Address("255.255.255.255"):
+        return f"c= names the broadcast address {host}"
+    return None
+
+
+def _check_media_address(host: str) -> None:
+    problem = media_address_problem(host)
+    if problem is not None:
+        raise MediaNotAcceptable(problem)
 
 
 def is_direction(value: str | None) -> TypeGuard[Direction]:
@@ -847,8 +876,10 @@ def choose_codec(
         if chosen is None:
             reasons.append(f"offered codecs: {_offered_codecs(media, codecs_offered)}")
             continue
-        if offer.media_connection(media) is None:
+        connection = offer.media_connection(media)
+        if connection is None:
             raise SdpError(f"m=audio {media.port} has no c= line at media or session level")
+        _check_media_address(connection.host)
         return Codec(chosen)
     detail = "; ".join(reasons) if reasons else "the offer has no active audio stream"
     raise NoCommonCodec(f"no common audio codec with {'/'.join(priority)}: {detail}")
@@ -906,6 +937,7 @@ def answer_offer(
         connection = offer.media_connection(media)
         if connection is None:
             raise SdpError(f"m=audio {media.port} has no c= line at media or session level")
+        _check_media_address(connection.host)
         dtmf_type = _telephone_event(codecs_offered, 8000) if dtmf else None
         # RFC 4733 §7.1.1: keep the offerer's payload type and its event list; 0-16 when it gave none.
         dtmf_line = None if dtmf_type is None else (dtmf_type, media.fmtp(dtmf_type) or DEFAULT_DTMF_EVENTS)
@@ -1025,6 +1057,7 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
     connection = answer.media_connection(theirs)
     if connection is None:
         raise SdpError("the answer's audio stream has no c= line")
+    _check_media_address(connection.host)
     offered_dtmf = _telephone_event(our_codecs, 8000) is not None
     dtmf_type = _telephone_event(their_codecs, 8000) if offered_dtmf else None
     remote_direction = _effective_remote_direction(answer.media_direction(theirs), connection)
@@ -1072,6 +1105,7 @@ __all__ = [
     "Line",
     "LocalSdpSession",
     "MediaDescription",
+    "MediaNotAcceptable",
     "NegotiatedMedia",
     "NoCommonCodec",
     "Origin",
@@ -1083,5 +1117,6 @@ __all__ = [
     "build_offer",
     "choose_codec",
     "is_direction",
+    "media_address_problem",
     "parse_answer",
 ]

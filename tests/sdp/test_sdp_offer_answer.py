@@ -504,3 +504,32 @@ def test_parse_srtp_answer_matches_our_crypto_tag() -> None:
         )
     with pytest.raises(SdpError, match="crypto"):
         parse_answer(offer, SessionDescription.parse(text))
+
+
+@pytest.mark.parametrize(
+    ("host", "addrtype"),
+    [("224.0.0.1", "IP4"), ("239.255.255.250", "IP4"), ("255.255.255.255", "IP4"), ("ff02::1", "IP6"),
+     ("media.evil.example", "IP4")],
+)  # fmt: skip
+def test_offers_naming_multicast_broadcast_or_a_host_name_are_not_acceptable(host: str, addrtype: str) -> None:
+    from voicelive_sip.sdp import MediaNotAcceptable, choose_codec
+
+    offer = SessionDescription.parse(
+        f"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN {addrtype} {host}\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\n"
+    )
+    with pytest.raises(MediaNotAcceptable, match="c= names"):
+        choose_codec(offer)
+    with pytest.raises(MediaNotAcceptable):
+        answer_offer(offer, local_address="192.0.2.1", local_port=5004, session=LocalSdpSession())
+
+
+def test_the_rfc_2543_hold_address_is_still_accepted() -> None:
+    from voicelive_sip.sdp import choose_codec
+
+    offer = SessionDescription.parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n"
+    )
+    assert choose_codec(offer) == "PCMA"
+    _, media = answer_offer(offer, local_address="192.0.2.1", local_port=5004, session=LocalSdpSession())
+    assert media.on_hold

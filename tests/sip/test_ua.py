@@ -583,3 +583,17 @@ async def test_a_request_without_a_mandatory_header_gets_a_stateless_400_and_lea
         ok = await peer.next(is_status(200))
         assert isinstance(ok, Response)
         assert bob.seen == []  # type: ignore[attr-defined]
+
+
+async def test_an_invite_whose_sdp_names_a_multicast_address_gets_488() -> None:
+    sdp = (
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 224.0.0.251\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\n"
+    )
+    async with agent() as bob, raw_peer() as peer:
+        invite = raw_request("INVITE", peer, bob, headers="Content-Type: application/sdp\r\n", body=sdp)
+        peer.send(invite, bob)
+        refused = await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200)
+        assert isinstance(refused, Response) and refused.status_code == 488
+        assert "multicast" in (refused.headers.get("Warning") or "")
+        assert bob.seen == []  # type: ignore[attr-defined]

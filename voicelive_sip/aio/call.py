@@ -15,8 +15,8 @@ import structlog
 from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sdp import (
     LocalSdpSession,
+    MediaNotAcceptable,
     NegotiatedMedia,
-    NoCommonCodec,
     SdpError,
     SessionDescription,
     answer_offer,
@@ -451,7 +451,7 @@ class Call:
                 remote, local_address=local.address, local_port=local.port, session=local.session,
                 codecs=local.codecs, ptime=local.ptime, local_direction=local.direction,  # type: ignore[arg-type]
             )  # fmt: skip
-        except NoCommonCodec as error:
+        except MediaNotAcceptable as error:
             self._endpoint.respond(event, 488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
             return None
         except SdpError as error:

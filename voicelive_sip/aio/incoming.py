@@ -14,7 +14,7 @@ import structlog
 
 from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
-from ..sdp import NoCommonCodec, SdpError, SessionDescription, choose_codec
+from ..sdp import MediaNotAcceptable, SdpError, SessionDescription, choose_codec
 from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials
 from ..sip.dialog import Dialog
 from ..sip.guard import AuthGuard
@@ -136,7 +136,7 @@ class IncomingRequests:
             try:
                 offer = SessionDescription.parse(request.body)
                 codec = choose_codec(offer, self.options.codecs)  # the call's one codec choice
-            except NoCommonCodec as error:
+            except MediaNotAcceptable as error:
                 respond(event, 488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
                 return
             except SdpError as error:

@@ -10,8 +10,8 @@ import structlog
 from ..codecs.names import Codec
 from ..errors import CallFailed, LocalProtocolError
 from ..sdp import (
+    MediaNotAcceptable,
     NegotiatedMedia,
-    NoCommonCodec,
     SdpError,
     SessionDescription,
     answer_offer,
@@ -90,7 +90,7 @@ class IncomingCall(Call):
                     self.offer, local_address=local.address, local_port=local.port, session=local.session,
                     codecs=[codec], ptime=local.ptime, local_direction=direction,  # type: ignore[arg-type]
                 )  # fmt: skip
-            except NoCommonCodec as error:
+            except MediaNotAcceptable as error:
                 self._respond(488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
                 self._end("rejected", "local", 488)
                 raise CallFailed(488, "Not Acceptable Here") from error
