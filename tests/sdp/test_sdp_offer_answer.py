@@ -511,7 +511,7 @@ def test_parse_srtp_answer_matches_our_crypto_tag() -> None:
     [("224.0.0.1", "IP4"), ("239.255.255.250", "IP4"), ("255.255.255.255", "IP4"), ("ff02::1", "IP6"),
      ("media.evil.example", "IP4")],
 )  # fmt: skip
-def test_offers_naming_multicast_broadcast_or_a_host_name_are_not_acceptable(host: str, addrtype: str) -> None:
+def test_offers_naming_multicast_broadcast_or_a_host_name_are_refused(host: str, addrtype: str) -> None:
     from voicelive_sip.sdp import MediaNotAcceptable, choose_codec
 
     offer = SessionDescription.parse(
