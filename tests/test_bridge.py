@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from voicelive_sip.bridge import BuiltinTools, CallSession, builtin_tools
 from voicelive_sip.config import GatewaySettings
@@ -27,8 +28,8 @@ class StubCall:
         return self.status
 
 
-def bound(gateway: GatewaySettings, status: int = 202) -> tuple[BuiltinTools, Any]:
-    tools = BuiltinTools(gateway)
+def bound(gateway: GatewaySettings, status: int = 202, server: str | None = None) -> tuple[BuiltinTools, Any]:
+    tools = BuiltinTools(gateway, server=server)
     session = SimpleNamespace(
         _ending=None,
         _log=structlog.get_logger(),
@@ -40,7 +41,7 @@ def bound(gateway: GatewaySettings, status: int = 202) -> tuple[BuiltinTools, An
 
 
 def test_builtin_definitions_come_from_tool_with_the_same_names_and_descriptions() -> None:
-    gateway = GatewaySettings(transfer_tool=True, transfer_allowed=["sip:desk@", "+1555"])
+    gateway = GatewaySettings(transfer_tool=True, transfer_allowed=["sip:desk@pbx.example.com", "+1555XXXX"])
     definitions = {d["name"]: d for d in builtin_tools(gateway)}
     assert set(definitions) == {"hang_up", "transfer_call"}
     assert definitions["hang_up"]["description"] == (
@@ -48,7 +49,7 @@ def test_builtin_definitions_come_from_tool_with_the_same_names_and_descriptions
     )
     assert definitions["transfer_call"]["description"] == (
         "Transfer the caller to another number or SIP address (blind transfer). "
-        "Allowed targets: sip:desk@, +1555."
+        "Allowed targets: sip:desk@pbx.example.com, +1555XXXX."
     )
     target = Tool(BuiltinTools(gateway).transfer_call).definition["parameters"]
     assert definitions["transfer_call"]["parameters"] == target  # one schema, derived by @tool
@@ -66,7 +67,7 @@ def test_a_transfer_may_take_longer_than_an_ordinary_tool() -> None:
 
 
 async def test_transfer_outside_the_allow_list_is_refused_without_a_refer() -> None:
-    tools, session = bound(GatewaySettings(transfer_tool=True, transfer_allowed=["sip:desk@"]))
+    tools, session = bound(GatewaySettings(transfer_tool=True, transfer_allowed=["sip:desk@example.com"]))
     output = await tools.runner.run("transfer_call", json.dumps({"target": "sip:elsewhere@example.com"}))
     assert json.loads(output) == {
         "ok": False,
@@ -75,21 +76,61 @@ async def test_transfer_outside_the_allow_list_is_refused_without_a_refer() -> N
     assert session.call.referred == [] and session._ending is None
 
 
+DESK = GatewaySettings(transfer_tool=True, transfer_allowed=["sip:desk@example.com"])
+
+
+@pytest.mark.parametrize(
+    ("allow", "target"),
+    [
+        # The security review's toll-fraud findings: each got through the old string-prefix match.
+        ("sip:desk@127.0.0.1", "sip:desk@127.0.0.1.evil.example"),
+        ("1000", "1000@premium.example"),
+        ("1000", "10009005551234"),
+        ("+4930XXXX", "+493012345"),
+    ],
+)
+async def test_evil_transfer_targets_are_refused_without_a_refer(allow: str, target: str) -> None:
+    gateway = GatewaySettings(transfer_tool=True, transfer_allowed=[allow])
+    tools, session = bound(gateway, server="127.0.0.1")
+    output = await tools.runner.run("transfer_call", json.dumps({"target": target}))
+    assert json.loads(output) == {"ok": False, "reason": f"transfer to {target} is not allowed"}
+    assert session.call.referred == [] and session._ending is None
+
+
+async def test_a_bare_number_is_resolved_at_the_sip_server_and_sent_as_checked() -> None:
+    gateway = GatewaySettings(transfer_tool=True, transfer_allowed=["1000", "+4930XXXX"])
+    tools, session = bound(gateway, server="pbx.example.com:5080")
+    for target in ("1000", "+49301234"):
+        output = await tools.runner.run("transfer_call", json.dumps({"target": target}))
+        assert json.loads(output) == {"ok": True}
+    assert session.call.referred == ["sip:1000@pbx.example.com:5080", "sip:+49301234@pbx.example.com:5080"]
+
+
+async def test_without_an_allow_list_no_transfer_is_made() -> None:
+    tools, session = bound(GatewaySettings(transfer_tool=True), server="127.0.0.1")
+    with capture_logs() as logs:
+        output = await tools.runner.run("transfer_call", json.dumps({"target": "sip:desk@127.0.0.1"}))
+    assert json.loads(output) == {"ok": False, "reason": "transfers are not configured on this line"}
+    assert session.call.referred == [] and session._ending is None
+    (refused,) = [e for e in logs if e["event"] == "call.transfer_refused"]
+    assert refused["reason"] == "not_configured" and refused["log_level"] == "warning"
+
+
 async def test_a_transfer_that_worked_ends_the_call_one_that_failed_does_not() -> None:
-    tools, session = bound(GatewaySettings(transfer_tool=True), status=202)
+    tools, session = bound(DESK, status=202)
     output = await tools.runner.run("transfer_call", json.dumps({"target": " sip:desk@example.com "}))
     assert json.loads(output) == {"ok": True}
     assert session.call.referred == ["sip:desk@example.com"]
     assert (session._ending, session.summary.end_reason) == ("transferred", "transferred")
 
-    tools, session = bound(GatewaySettings(transfer_tool=True), status=603)
+    tools, session = bound(DESK, status=603)
     output = await tools.runner.run("transfer_call", json.dumps({"target": "sip:desk@example.com"}))
     assert json.loads(output) == {"ok": False, "status": 603, "reason": "the transfer did not go through"}
     assert session._ending is None
 
 
 async def test_arguments_are_checked_by_the_tool_schema() -> None:
-    tools, session = bound(GatewaySettings(transfer_tool=True))
+    tools, session = bound(DESK)
     output = json.loads(await tools.runner.run("transfer_call", "{}"))
     assert output["error"]["type"] == "invalid_arguments"
     assert session.call.referred == []

@@ -7,6 +7,7 @@ session is built (`accept`, `call`) and where a re-INVITE changes the RTP parame
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,14 +29,18 @@ from .aio import (
     OutgoingCall,
     UserAgent,
 )
+from .aio.endpoint import target_uri
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
+from .errors import LocalProtocolError, SipParseError
 from .media import DtmfReceived, MediaLeg, MediaTimeout
 from .metrics import GatewayMetrics
 from .recording import CallRecorder, recording_path
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSession
 from .sdp import NegotiatedMedia
+from .sip.uri import Uri
+from .targets import TargetPattern, allowed
 from .voicelive import (
     AudioDelta,
     Closed,
@@ -69,8 +74,11 @@ class BuiltinTools:
     the `CallSession` they are bound to (`bind`), which happens once the call is set up.
     """
 
-    def __init__(self, gateway: GatewaySettings) -> None:
+    def __init__(self, gateway: GatewaySettings, *, server: str | None = None) -> None:
         self.gateway = gateway
+        # SIP_SERVER: where a bare number goes, as a target and as a pattern (voicelive_sip.targets).
+        self.server = server
+        self.patterns = [TargetPattern.parse(text) for text in gateway.transfer_allowed]
         self._session: CallSession | None = None
         tools: list[Tool[..., Any]] = []
         if gateway.hang_up_tool:
@@ -116,12 +124,21 @@ class BuiltinTools:
         """
         session = self._bound()
         target = target.strip()
-        allowed = self.gateway.transfer_allowed
-        if not target or (allowed and not any(target.startswith(a) for a in allowed)):
-            return {"ok": False, "reason": f"transfer to {target or '(none)'} is not allowed"}
-        session._log.info("call.transfer", target=target)
+        if not self.patterns:
+            # Deny by default: a transfer is a call the gateway's owner pays for (toll fraud).
+            session._log.warning("call.transfer_refused", target=target, reason="not_configured")
+            return {"ok": False, "reason": "transfers are not configured on this line"}
         try:
-            status = await session.call.refer(target)
+            uri: Uri | None = target_uri(target, self.server)
+        except (SipParseError, LocalProtocolError):
+            uri = None
+        if uri is None or not allowed(uri, self.patterns, server=self.server):
+            session._log.warning("call.transfer_refused", target=target, reason="not_allowed")
+            return {"ok": False, "reason": f"transfer to {target or '(none)'} is not allowed"}
+        session._log.info("call.transfer", target=str(uri))
+        try:
+            # The URI that was checked is the one sent, never the text re-resolved.
+            status = await session.call.refer(str(uri))
         except CallFailed as error:
             status = error.status_code
         if 200 <= status < 300:
@@ -167,6 +184,7 @@ class CallSummary:
     voicelive_reconnects: int = 0
     transcript: list[tuple[float, str, str]] = field(default_factory=list)  # (s after answer, role, text)
     recording: Path | None = None
+    recording_failed: str | None = None  # why the call went (partly) unrecorded: a local fault
 
 
 class CallSession:
@@ -245,7 +263,7 @@ class CallSession:
         gateway = settings.gateway
         # The user agent chose the codec from the offer once; without an offer we offer our first choice.
         codec = call.codec or Codec.parse(settings.media.codecs[0])
-        runner, builtins = _runner(tools, gateway), BuiltinTools(gateway)
+        runner, builtins = _runner(tools, gateway), BuiltinTools(gateway, server=settings.sip.server)
         voicelive = _new_voicelive(
             settings, voicelive_settings, codec, runner, builtins, credential, call.call_id
         )
@@ -284,10 +302,14 @@ class CallSession:
             rtp.close()
             await voicelive.close()
             raise
-        return cls._build(
-            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "inbound",
-            metrics=metrics, media=media, started=started,
-        )  # fmt: skip
+        try:
+            return cls._build(
+                call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "inbound",
+                metrics=metrics, media=media, started=started,
+            )  # fmt: skip
+        except BaseException:
+            await _release(call, rtp, voicelive)
+            raise
 
     @classmethod
     async def place(
@@ -313,7 +335,7 @@ class CallSession:
         started = asyncio.get_running_loop().time()
         gateway = settings.gateway
         codec = Codec.parse(settings.media.codecs[0])
-        runner, builtins = _runner(tools, gateway), BuiltinTools(gateway)
+        runner, builtins = _runner(tools, gateway), BuiltinTools(gateway, server=settings.sip.server)
         voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, builtins, credential, None)
         rtp = await _open_rtp(pool, clock, settings.media)
         connecting = asyncio.ensure_future(voicelive.connect())
@@ -333,10 +355,14 @@ class CallSession:
             rtp.close()
             await voicelive.close()
             raise
-        return cls._build(
-            call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "outbound",
-            metrics=metrics, media=media, started=started,
-        )  # fmt: skip
+        try:
+            return cls._build(
+                call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "outbound",
+                metrics=metrics, media=media, started=started,
+            )  # fmt: skip
+        except BaseException:
+            await _release(call, rtp, voicelive)
+            raise
 
     @classmethod
     def _build(
@@ -356,11 +382,19 @@ class CallSession:
         started: float,
     ) -> CallSession:
         """The session of a call whose media is up (`media` as negotiated, set up since `started`)."""
-        recorder = None
+        recorder, failed = None, None
         if settings.gateway.recording_dir:
             path = recording_path(Path(settings.gateway.recording_dir), call.call_id, datetime.now(UTC))
             codec = call.media.codec if call.media is not None else voicelive.codec
-            recorder = CallRecorder(path, law=codec)
+            try:
+                recorder = CallRecorder(path, law=codec, call_id=call.call_id)
+            except OSError as error:
+                # The call is answered already: a read-only or missing folder costs the recording, not the
+                # call (and never its RTP ports or Voice Live session).
+                failed = error.strerror or str(error)
+                log.error(
+                    "recording.failed", call_id=call.call_id, path=str(path), reason=failed, errno=error.errno
+                )
         session = cls(
             call,
             rtp,
@@ -375,6 +409,7 @@ class CallSession:
             direction=direction,
         )
         session.metrics = metrics
+        session.summary.recording_failed = failed
         session._media_up(media, started)
         return session
 
@@ -642,6 +677,7 @@ class CallSession:
             s.end_reason, s.ended_by = ended.reason, ended.by
         if self.recorder is not None:
             s.recording = self.recorder.close()
+            s.recording_failed = self.recorder.failed
             if self.on_recording is not None:
                 try:
                     result = self.on_recording(s.recording)
@@ -714,6 +750,15 @@ def _new_voicelive(
         credential=credential,
         call_id=call_id,
     )
+
+
+async def _release(call: Call, rtp: RtpSession, voicelive: VoiceLiveSession) -> None:
+    """Give back what an answered call holds if its session cannot be built: ports, Voice Live, dialog."""
+    rtp.close()
+    await voicelive.close()
+    if not call.ended:
+        with contextlib.suppress(CallFailed, OSError):
+            await call.hangup()
 
 
 async def _open_rtp(pool: PortPool, clock: MediaClock, media: MediaSettings) -> RtpSession:

@@ -11,6 +11,7 @@ from .aio.options import UserAgentOptions
 from .codecs.names import Codec
 from .errors import VoiceLiveSipError
 from .logs import LoggingSettings
+from .targets import TargetPattern
 
 if TYPE_CHECKING:
     from .rtp.session import RtpOptions
@@ -458,7 +459,9 @@ class GatewaySettings(BaseSettings):
     transfer_tool: bool = Field(default=False, description="Offer the model a transfer_call(target) tool.")
     transfer_allowed: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Transfer targets (or prefixes) the model may choose, comma-separated; empty allows any.",
+        description="Transfer targets the model may choose, comma-separated patterns: "
+        "sip:desk@pbx.example.com, sip:*@pbx.example.com (any user there), 1000 (a number at SIP_SERVER), "
+        "+4930XXXX (X: one digit); empty allows none.",
     )
     tool_timeout: float = Field(default=10.0, gt=0, description="Seconds a tool call may run.")
     recording_dir: str | None = Field(
@@ -472,6 +475,14 @@ class GatewaySettings(BaseSettings):
     )
 
     _split_lists = field_validator("transfer_allowed", mode="before")(_csv)
+
+    @field_validator("transfer_allowed")
+    @classmethod
+    def _transfer_patterns(cls, value: list[str]) -> list[str]:
+        # A pattern that does not parse stops start-up instead of silently allowing nothing (or anything).
+        for text in value:
+            TargetPattern.parse(text)
+        return value
 
 
 class MetricsSettings(BaseSettings):

@@ -4,10 +4,15 @@ Frames carry the loop time they arrived or were played at. A channel is laid out
 long as each frame's time is within `tolerance` of where the stream says it belongs, so network jitter neither
 clicks nor drifts; a frame further off re-syncs the channel to its own time (a real gap becomes silence).
 Everything more than `flush_after` behind the newest audio goes to disk, so memory stays bounded.
+
+A local fault (a read-only folder, a full disk) never reaches the call: opening raises `OSError` for the
+caller to log and go on without a recording; a write that fails later stops this recording, keeps what is on
+disk and closes the file (`failed` says why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import struct
@@ -67,6 +72,7 @@ class CallRecorder:
         tolerance: float = 0.12,
         flush_after: float = 1.0,
         max_seconds: float = 6 * 3600,
+        call_id: str | None = None,
     ) -> None:
         try:  # the call's Codec, or any spelling of it (ulaw, PCMA, g711_alaw...)
             codec = Codec.parse(law)
@@ -91,9 +97,17 @@ class CallRecorder:
         self._written = 0  # sample frames on disk
         self._truncated = False
         self._closed = False
+        self._log = log.bind(call_id=call_id) if call_id is not None else log
+        self.failed: str | None = None  # why recording stopped early (a write failed), if it did
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO | None = path.open("wb")
-        self._file.write(_wav_header(0))
+        file = path.open("wb")
+        try:
+            file.write(_wav_header(0))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                file.close()
+            raise
+        self._file: BinaryIO | None = file
 
     @property
     def buffered_seconds(self) -> float:
@@ -119,7 +133,9 @@ class CallRecorder:
             self._closed = True
             self._flush(self._end)
             self._finish()
-            log.info("recording.closed", path=str(self.path), seconds=round(self._written / SAMPLE_RATE, 3))
+            self._log.info(
+                "recording.closed", path=str(self.path), seconds=round(self._written / SAMPLE_RATE, 3)
+            )
         return self.path
 
     def _add(self, side: int, payload: bytes, at: float) -> None:
@@ -144,7 +160,9 @@ class CallRecorder:
         end = min(position + len(samples), self._max_frames)
         if end < position + len(samples) and not self._truncated:
             self._truncated = True
-            log.warning("recording.truncated", path=str(self.path), seconds=self._max_frames / SAMPLE_RATE)
+            self._log.warning(
+                "recording.truncated", path=str(self.path), seconds=self._max_frames / SAMPLE_RATE
+            )
         newest = max(self._end, end)
         # Flush no further than this frame's start, so a frame longer than `flush_after` is kept whole.
         upto = min(newest - self._lag, position)
@@ -188,7 +206,7 @@ class CallRecorder:
             self._file.seek(0, 2)
         except OSError as exc:
             # A full disk must not end the call: stop recording, keep what was written.
-            log.warning("recording.failed", path=str(self.path), error=str(exc))
+            self._fail(exc)
             self._finish()
             return
         self._base = upto
@@ -205,14 +223,23 @@ class CallRecorder:
         if self._file is None:
             return
         file, self._file = self._file, None
+        self._pcm = np.zeros((0, _CHANNELS), dtype=np.int16)
         try:
+            # The header names only the frames known to be on disk, so a player stops where writing did.
             file.seek(0)
             file.write(_wav_header(self._written))
         except OSError as exc:
-            log.warning("recording.failed", path=str(self.path), error=str(exc))
+            self._fail(exc)
         finally:
-            file.close()
-        self._pcm = np.zeros((0, _CHANNELS), dtype=np.int16)
+            try:
+                file.close()  # closes the descriptor even when flushing what is buffered fails
+            except OSError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        if self.failed is None:  # the first fault is the reason; the rest follow from it
+            self.failed = exc.strerror or str(exc)
+            self._log.error("recording.failed", path=str(self.path), reason=self.failed, errno=exc.errno)
 
 
 def _wav_header(frames: int) -> bytes:

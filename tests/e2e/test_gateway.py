@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -269,7 +270,7 @@ async def test_transfer_call_tool_sends_refer_to_the_caller(status: int, outcome
         text="Let me transfer you.",
         tool_call=FakeToolCall("transfer_call", '{"target": "sip:desk@127.0.0.1"}'),
     )
-    options = {"transfer_tool": True, "transfer_allowed": ["sip:desk@"]}
+    options = {"transfer_tool": True, "transfer_allowed": ["sip:desk@127.0.0.1"]}
     async with bridge({"replies": [reply], "greeting": "Hi."}, options) as (fake, gateway, phone):
         call = await phone.call(target(gateway))
         call.transfer_status = status
@@ -287,6 +288,34 @@ async def test_transfer_call_tool_sends_refer_to_the_caller(status: int, outcome
             await call.hangup()
         await finished(gateway)
     assert gateway.summaries[0].end_reason == outcome
+
+
+@pytest.mark.parametrize(
+    ("allowed", "reason"),
+    [
+        (["sip:desk@127.0.0.1"], "transfer to sip:desk@127.0.0.1.evil.example is not allowed"),
+        ([], "transfers are not configured on this line"),
+    ],
+)
+async def test_transfer_call_tool_refuses_a_target_outside_the_allow_list(
+    allowed: list[str], reason: str
+) -> None:
+    reply = FakeReply(
+        text="Let me transfer you.",
+        tool_call=FakeToolCall("transfer_call", '{"target": "sip:desk@127.0.0.1.evil.example"}'),
+    )
+    options = {"transfer_tool": True, "transfer_allowed": allowed}
+    async with bridge({"replies": [reply], "greeting": "Hi."}, options) as (fake, gateway, phone):
+        call = await phone.call(target(gateway))
+        await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+        await asyncio.sleep(0.4)
+        await call.play(tone(0.6))  # a caller turn: the fake's reply asks for the transfer
+        await fake.wait_for(lambda f: len(f.function_outputs) == 1, timeout=10)
+        assert json.loads(fake.function_outputs[0]["output"]) == {"ok": False, "reason": reason}
+        assert call.transfer_requests == [] and not call.ended  # no REFER; the call goes on
+        await call.hangup()
+        await finished(gateway)
+    assert gateway.summaries[0].end_reason == "bye"
 
 
 async def test_pcm16_mode_goes_through_the_resampler() -> None:
