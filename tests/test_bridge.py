@@ -178,3 +178,28 @@ def test_something_without_a_playout_position_is_not_a_media_leg() -> None:
 def test_sessions_are_built_by_accept_and_place(name: str) -> None:
     assert callable(getattr(CallSession, name))
     assert not hasattr(CallSession, "dial")  # dial means "start and return at once" (UserAgent.dial)
+
+
+@pytest.mark.parametrize(
+    ("sdp_host", "trusted", "sends_at_once"),
+    [("127.0.0.1", False, True), ("127.0.0.5", False, False), ("127.0.0.5", True, True)],
+)
+async def test_an_incoming_calls_media_goes_to_another_host_only_once_rtp_came_from_it(
+    sdp_host: str, trusted: bool, sends_at_once: bool
+) -> None:
+    from voicelive_sip.bridge import _apply_media
+    from voicelive_sip.codecs import Codec
+    from voicelive_sip.sdp import NegotiatedMedia
+
+    media = NegotiatedMedia(
+        codec=Codec.PCMU, payload_type=0, clock_rate=8000, dtmf_payload_type=None, ptime=20,
+        remote_rtp=(sdp_host, 40000), remote_rtcp=(sdp_host, 40001), rtcp_mux=False,
+        local_direction="sendrecv", remote_direction="sendrecv", on_hold=False,
+    )  # fmt: skip
+    rtp = await RtpSession.open(PortPool("127.0.0.1", 47400, 20))
+    try:
+        # The INVITE came from 127.0.0.1; its SDP names `sdp_host` (a third party, unless trusted).
+        _apply_media(rtp, "127.0.0.1", trusted, media)
+        assert rtp.send_address == ((sdp_host, 40000) if sends_at_once else None)
+    finally:
+        rtp.close()

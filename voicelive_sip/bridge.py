@@ -270,7 +270,7 @@ class CallSession:
         connecting = asyncio.ensure_future(voicelive.connect())
         try:
             await call.ring()
-            rtp = await _open_rtp(pool, clock, settings.media)
+            rtp = await _open_rtp(pool, clock, settings.media, settings.sip.allow_from)
         except BaseException as error:
             connecting.cancel()
             await voicelive.close()
@@ -337,7 +337,7 @@ class CallSession:
         codec = Codec.parse(settings.media.codecs[0])
         runner, builtins = _runner(tools, gateway), BuiltinTools(gateway, server=settings.sip.server)
         voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, builtins, credential, None)
-        rtp = await _open_rtp(pool, clock, settings.media)
+        rtp = await _open_rtp(pool, clock, settings.media, settings.sip.allow_from)
         connecting = asyncio.ensure_future(voicelive.connect())
         try:
             # One codec in the offer: the Voice Live session was opened for exactly that law (pass-through).
@@ -405,7 +405,7 @@ class CallSession:
             recorder=recorder,
             on_dtmf=on_dtmf,
             on_recording=on_recording,
-            on_media_update=functools.partial(_apply_media, rtp),
+            on_media_update=functools.partial(_apply_media, rtp, *_media_peer(call, settings.media)),
             direction=direction,
         )
         session.metrics = metrics
@@ -576,8 +576,9 @@ class CallSession:
             if isinstance(event, DtmfReceived):
                 await self._dtmf(event.event.digit)
             elif isinstance(event, MediaTimeout):
-                self._log.warning("media.timeout", idle_s=event.idle)
-                self.summary.end_reason = "media-timeout"
+                # Ends the call, and with it the Voice Live session: nobody is listening any more.
+                self._log.warning("media.timeout", idle_s=event.idle, on_hold=event.on_hold)
+                self.summary.end_reason = "hold-timeout" if event.on_hold else "media-timeout"
                 await self._end_call()
 
     async def _end_call(self) -> None:
@@ -715,8 +716,14 @@ def _parties(call: Call) -> tuple[str, str]:
     return "", ""
 
 
-def _apply_media(rtp: RtpSession, media: NegotiatedMedia) -> None:
-    """The SDP outcome (answer or re-INVITE) applied to the call's RTP leg."""
+def _apply_media(rtp: RtpSession, peer_host: str | None, trusted: bool, media: NegotiatedMedia) -> None:
+    """The SDP outcome (answer or re-INVITE) applied to the call's RTP leg.
+
+    An incoming call's SDP that names another host than the one that signalled could aim our media at a
+    third party (reflection): RTP goes there only after RTP came from there, unless the peer is trusted (an
+    SBC with separate media addresses, MEDIA_TRUSTED_PEERS). A NAT'd caller's RTP may come from `peer_host`.
+    """
+    confirm_first = peer_host is not None and not trusted and media.remote_rtp[0] != peer_host
     rtp.set_remote(
         media.remote_rtp,
         media.remote_rtcp,
@@ -725,8 +732,17 @@ def _apply_media(rtp: RtpSession, media: NegotiatedMedia) -> None:
         dtmf_pt=media.dtmf_payload_type,
         rtcp_mux=media.rtcp_mux,
         ptime=media.ptime,
+        peer_host=peer_host,
+        confirm_first=confirm_first,
     )
     rtp.set_direction(media.local_direction)
+
+
+def _media_peer(call: Call, media: MediaSettings) -> tuple[str | None, bool]:
+    """The signalling peer's host for an incoming call (None for ours), and whether it is trusted."""
+    if not isinstance(call, IncomingCall):
+        return None, True
+    return call.source[0], media.trusts(call.source[0])
 
 
 def _runner(tools: Sequence[Tool[Any, Any]], gateway: GatewaySettings) -> ToolRunner:
@@ -761,8 +777,10 @@ async def _release(call: Call, rtp: RtpSession, voicelive: VoiceLiveSession) -> 
             await call.hangup()
 
 
-async def _open_rtp(pool: PortPool, clock: MediaClock, media: MediaSettings) -> RtpSession:
-    return await RtpSession.open(pool, clock=clock, options=media.rtp_options())
+async def _open_rtp(
+    pool: PortPool, clock: MediaClock, media: MediaSettings, allow_from: Sequence[str]
+) -> RtpSession:
+    return await RtpSession.open(pool, clock=clock, options=media.rtp_options(allow_from))
 
 
 __all__ = ["BuiltinTools", "CallSession", "CallSummary", "builtin_tools"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -334,6 +336,39 @@ class SipSettings(BaseSettings):
         ge=1,
         description="New out-of-dialog requests (INVITE, OPTIONS) per source per second; more are dropped.",
     )
+    max_packets_per_source: int = Field(
+        default=2000,
+        ge=1,
+        description=(
+            "SIP datagrams or TCP messages per second from one source, of every kind (malformed and "
+            "in-dialog ones too); a source over it is banned (SIP_FLOOD_BAN_SECONDS). Raise it for a busy "
+            "trunk or SBC."
+        ),
+    )
+    flood_ban_seconds: float = Field(
+        default=10.0, gt=0, description="First ban of a flooding source (s); doubled for each ban soon after."
+    )
+    flood_max_ban_seconds: float = Field(
+        default=600.0, gt=0, description="Longest ban of a flooding source (s)."
+    )
+    max_new_requests_total: int = Field(
+        default=2000,
+        ge=1,
+        description="New out-of-dialog requests per second from all sources together; more are dropped.",
+    )
+    max_unknown_dialog_answers: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "481 answers per second to requests for dialogs that do not exist (a BYE flood); beyond it, such "
+            "requests are dropped unanswered."
+        ),
+    )
+    max_pending_invites_per_source: int = Field(
+        default=20,
+        ge=1,
+        description="Incoming calls from one source not yet answered and acknowledged; more get 486.",
+    )
 
     _split_lists = field_validator("transports", "allow_from", mode="before")(_csv)
 
@@ -376,6 +411,12 @@ class SipSettings(BaseSettings):
             tcp_message_timeout=self.tcp_message_timeout,
             max_transactions=self.max_transactions,
             max_requests_per_second=self.max_requests_per_second,
+            max_packets_per_source=self.max_packets_per_source,
+            flood_ban_seconds=self.flood_ban_seconds,
+            flood_max_ban_seconds=max(self.flood_max_ban_seconds, self.flood_ban_seconds),
+            max_new_requests_total=self.max_new_requests_total,
+            max_unknown_dialog_answers=self.max_unknown_dialog_answers,
+            max_pending_invites_per_source=self.max_pending_invites_per_source,
             media_address=media.address,
             media_public_address=media.public_address,
             codecs=tuple(media.codecs),
@@ -419,19 +460,50 @@ class MediaSettings(BaseSettings):
     inactivity_timeout: float = Field(
         default=30.0, gt=0, description="End the call after this much RTP silence (s)."
     )
+    trusted_peers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Signalling peers (CIDR, comma-separated) whose SDP may name another media address that we send "
+            "to at once, e.g. an SBC with separate media IPs; for any other caller, RTP goes to such an "
+            "address only after RTP came from it (no media reflection)."
+        ),
+    )
+    hold_timeout: float = Field(
+        default=300.0,
+        ge=0,
+        description="End a call that stays on hold (no media expected) this long (s); 0 keeps held calls up.",
+    )
     outbound_buffer_seconds: float = Field(
         default=30.0, gt=0, description="Agent audio buffered per call (s)."
     )
 
     _split_codecs = field_validator("codecs", mode="before")(_codecs)
 
-    def rtp_options(self) -> RtpOptions:
-        """These settings as the plain data each `RtpSession` takes."""
+    @field_validator("trusted_peers", mode="before")
+    @classmethod
+    def _split_peers(cls, value: object) -> object:
+        value = _csv(value)
+        for net in value if isinstance(value, list) else ():
+            ipaddress.ip_network(str(net), strict=False)  # ValueError names the bad entry
+        return value
+
+    def trusts(self, host: str) -> bool:
+        """Whether `host` is one of MEDIA_TRUSTED_PEERS."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net, strict=False) for net in self.trusted_peers)
+
+    def rtp_options(self, allow_from: Sequence[str] = ()) -> RtpOptions:
+        """These settings as the plain data each `RtpSession` takes (`allow_from`: SIP_ALLOW_FROM)."""
         from .rtp.session import RtpOptions  # the media engine (numpy) loads when media is set up, not here
 
         return RtpOptions(
             symmetric=self.symmetric_rtp,
             inactivity_timeout=self.inactivity_timeout,
+            hold_timeout=self.hold_timeout or None,
+            allow_from=tuple(allow_from),
             outbound_seconds=self.outbound_buffer_seconds,
         )
 

@@ -597,3 +597,40 @@ async def test_an_invite_whose_sdp_names_a_multicast_address_gets_488() -> None:
         assert isinstance(refused, Response) and refused.status_code == 488
         assert "multicast" in (refused.headers.get("Warning") or "")
         assert bob.seen == []  # type: ignore[attr-defined]
+
+
+async def test_a_bye_flood_to_unknown_dialogs_gets_few_481s_and_real_requests_still_get_answers() -> None:
+    async with agent(max_unknown_dialog_answers=5) as bob, raw_peer() as peer:
+        for n in range(40):
+            bye = raw_request("BYE", peer, bob, branch=f"z9hG4bKbye{n}", to_tag="gone", call_id=f"x{n}")
+            peer.send(bye, bob)
+        peer.send(raw_request("OPTIONS", peer, bob, branch="z9hG4bKreal"), bob)
+        await asyncio.sleep(0.3)
+        answered = [peer.inbox.get_nowait() for _ in range(peer.inbox.qsize())]
+        statuses = [m.status_code for m in answered if isinstance(m, Response)]
+        assert 200 in statuses  # the real request is served
+        assert 1 <= statuses.count(481) <= 6  # the budget of a second (and a refill), not forty
+        assert len(bob._endpoint.layer) <= 7  # the dropped ones left no transaction behind
+
+
+async def test_a_flooding_source_is_banned_and_its_later_requests_are_dropped() -> None:
+    with capture_logs() as logs:
+        async with agent(max_packets_per_source=10, flood_ban_seconds=30) as bob, raw_peer() as peer:
+            for n in range(30):
+                peer.send(raw_request("OPTIONS", peer, bob, branch=f"z9hG4bKf{n}"), bob)
+            await asyncio.sleep(0.2)
+            answers = peer.inbox.qsize()
+            peer.send(raw_request("OPTIONS", peer, bob, branch="z9hG4bKlater"), bob)
+            await asyncio.sleep(0.2)
+            assert answers <= 10 and peer.inbox.qsize() == answers  # banned: nothing more answered
+    bans = [e for e in logs if e["event"] == "security.banned"]
+    assert [(e["source"], e["reason"], e["seconds"]) for e in bans] == [("127.0.0.1", "flood", 30.0)]
+
+
+async def test_half_open_invites_from_one_source_are_limited() -> None:
+    async with agent(None, max_pending_invites_per_source=2) as bob, raw_peer() as peer:
+        for n in range(3):  # the application never answers: every INVITE stays pending
+            peer.send(raw_request("INVITE", peer, bob, branch=f"z9hG4bKp{n}", call_id=f"p{n}"), bob)
+        busy = await peer.next(is_status(486))
+        assert isinstance(busy, Response) and busy.call_id == "p2"
+        assert bob.active_calls == 2

@@ -17,6 +17,7 @@ import structlog
 from ..errors import CallFailed, LocalProtocolError
 from ..sip.auth import DigestClient
 from ..sip.headers import NameAddress
+from ..sip.message import Request
 from ..sip.transaction_events import AckReceived, AckTimeout, Address, RequestReceived, StrayResponse
 from ..sip.uri import SipUri
 from .call import Call, CallTable, new_local_media
@@ -229,6 +230,9 @@ class UserAgent:
 
     def on_terminated(self, transaction: str) -> None:
         self._incoming.on_terminated(transaction)
+
+    def knows_dialog(self, request: Request) -> bool:
+        return self._table.dialogs.for_request(request) is not None
 
 
 __all__ = ["UserAgent"]

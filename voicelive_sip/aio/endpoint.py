@@ -21,6 +21,7 @@ from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sip.admission import Admission, Verdict
 from ..sip.auth import DigestAuthError, DigestClient
 from ..sip.dialog import Dialog, new_tag
+from ..sip.flood import Flood, FloodGuard, LogSampler, RateLimit
 from ..sip.headers import NameAddress, Via
 from ..sip.message import Request, Response, error_response, make_response, request_problem
 from ..sip.transaction import Timers, TransactionLayer, TransactionLimitReached, new_branch
@@ -57,6 +58,7 @@ class TransactionUser(Protocol):
     def on_ack_timeout(self, event: AckTimeout) -> None: ...
     def on_stray(self, event: StrayResponse) -> None: ...
     def on_terminated(self, transaction: str) -> None: ...
+    def knows_dialog(self, request: Request) -> bool: ...
 
 
 class CallEndpoint(Protocol):
@@ -138,6 +140,15 @@ class SipEndpoint:
             Timers(t1=options.t1, t2=max(4.0, options.t1 * 8)), max_transactions=options.max_transactions
         )
         self.admission = Admission(rate=options.max_requests_per_second, allow_from=options.allow_from)
+        self.flood = FloodGuard(
+            packets_per_second=options.max_packets_per_source,
+            ban=options.flood_ban_seconds,
+            max_ban=max(options.flood_max_ban_seconds, options.flood_ban_seconds),
+        )
+        self.new_requests = RateLimit(options.max_new_requests_total)
+        self.unknown_dialogs = RateLimit(options.max_unknown_dialog_answers)
+        self._parse_log = LogSampler()
+        self._flood_log = LogSampler()
         self.tasks = TaskSet()
         self._transports: TransportLayer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -232,11 +243,41 @@ class SipEndpoint:
             )
         return verdict is Verdict.ADMIT
 
+    def _within_flood_limit(self, source: Address) -> bool:
+        """Every packet counts against its source's budget (pike); a source over it is banned for a while."""
+        verdict = self.flood.packet(source[0], self.now())
+        if verdict is Flood.NEW_BAN:
+            seconds = round(self.flood.banned_for(source[0], self.now()), 3)
+            log.warning(
+                "security.banned", source=source[0], port=source[1], seconds=seconds, reason="flood",
+                limit=self.options.max_packets_per_source,
+            )  # fmt: skip
+        return verdict is Flood.PASS
+
+    def _flood_event(self, source: Address, scope: str, limit: int) -> None:
+        if self._flood_log.allow(self.now()):
+            log.warning(
+                "security.flood", source=source[0], port=source[1], scope=scope, limit=limit,
+                suppressed=self._flood_log.take_suppressed(),
+            )  # fmt: skip
+
     def _on_message(self, message: Request | Response, source: Address, transport: str) -> None:
+        if not self._within_flood_limit(source):
+            return
         try:
             if isinstance(message, Request):
-                fresh = message.method not in ("ACK", "CANCEL") and to_tag(message) is None
+                tag = to_tag(message)
+                fresh = message.method not in ("ACK", "CANCEL") and tag is None
                 if not self._admit(source, new_request=fresh):
+                    return
+                if fresh and not self.new_requests.take(self.now()):
+                    self._flood_event(source, "new_requests_total", self.options.max_new_requests_total)
+                    return
+                # A request for a dialog that does not exist (a BYE flood): 481 costs as much as the request,
+                # so only so many are answered a second; the rest are dropped unanswered.
+                unknown = tag is not None and message.method != "ACK" and not self.user.knows_dialog(message)
+                if unknown and not self.unknown_dialogs.take(self.now()):
+                    self._flood_event(source, "unknown_dialog", self.options.max_unknown_dialog_answers)
                     return
                 # Mandatory headers are checked before a transaction exists: a request without From, To,
                 # Call-ID, CSeq or Via gets a stateless 400 (or nothing) and leaves no state behind.
@@ -262,20 +303,30 @@ class SipEndpoint:
     def _answer_parse_error(
         self, error: SipParseError, message: Request | Response, source: Address, transport: str
     ) -> None:
-        log.info("sip.parse_error", source=source, error=error.detail)
+        if self._parse_log.allow(self.now()):
+            log.info(
+                "sip.parse_error",
+                source=source,
+                error=error.detail,
+                suppressed=self._parse_log.take_suppressed(),
+            )
         if isinstance(message, Request):
             response = stateless_refusal(message, error)
             if response is not None:
                 self.stateless(response, source, transport)
 
     def _on_parse_error(self, error: SipParseError, source: Address, transport: str) -> None:
-        log.info(
-            "sip.parse_error",
-            source=source,
-            transport=transport,
-            error=error.detail,
-            status=error.status_code,
-        )
+        if not self._within_flood_limit(source):
+            return
+        if self._parse_log.allow(self.now()):  # sampled: junk must not become a log flood
+            log.info(
+                "sip.parse_error",
+                source=source,
+                transport=transport,
+                error=error.detail,
+                status=error.status_code,
+                suppressed=self._parse_log.take_suppressed(),
+            )
         if not self._admit(source):
             return
         response = error_response(error)

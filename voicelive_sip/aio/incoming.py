@@ -16,6 +16,7 @@ from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
 from ..sdp import MediaNotAcceptable, SdpError, SessionDescription, choose_codec
 from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials
+from ..sip.call_state import CallState
 from ..sip.dialog import Dialog
 from ..sip.guard import AuthGuard
 from ..sip.session_timer import parse_session_expires
@@ -47,6 +48,9 @@ class IncomingRequests:
         self.merged = MergedRequests()
         self.queue: asyncio.Queue[IncomingCall] = asyncio.Queue(maxsize=self.options.max_calls)
         self._by_invite: dict[str, IncomingCall] = {}  # our INVITE server transactions, until they end
+        # Calls per source host not yet answered and acknowledged: a half-open INVITE flood from one host
+        # must not take every call slot (SIP_MAX_PENDING_INVITES_PER_SOURCE).
+        self._pending: dict[str, set[IncomingCall]] = {}
         self._auth: DigestServer | None = None
         if self.options.inbound_auth_user and self.options.inbound_auth_password:
             realm = self.options.auth_realm or "voicelive-sip"
@@ -89,8 +93,25 @@ class IncomingRequests:
                 dialog, call = found
                 call._receive(event, dialog)
 
+    def _pending_from(self, host: str) -> int:
+        """Calls from `host` still waiting for their answer or its ACK (those settled are forgotten here)."""
+        calls = self._pending.get(host)
+        if not calls:
+            return 0
+        calls -= {c for c in calls if c.ended or c.state is CallState.ESTABLISHED}
+        if not calls:
+            del self._pending[host]
+            return 0
+        return len(calls)
+
     def on_terminated(self, transaction: str) -> None:
-        self._by_invite.pop(transaction, None)
+        call = self._by_invite.pop(transaction, None)
+        if call is not None:  # the INVITE is settled: answered and acknowledged, or refused
+            calls = self._pending.get(call.source[0])
+            if calls is not None:
+                calls.discard(call)
+                if not calls:
+                    del self._pending[call.source[0]]
         self.table.by_reinvite.pop(transaction, None)
         self.merged.discard_transaction(transaction)
 
@@ -124,6 +145,13 @@ class IncomingRequests:
             extra = [("Retry-After", "5")] if self.options.busy_status == 503 else []
             respond(event, self.options.busy_status, headers=extra)
             return
+        if self._pending_from(event.source[0]) >= self.options.max_pending_invites_per_source:
+            log.warning(
+                "security.flood", source=event.source[0], port=event.source[1], scope="pending_invites",
+                limit=self.options.max_pending_invites_per_source,
+            )  # fmt: skip
+            respond(event, 486)
+            return
         if self._auth is not None and not self._check_auth(event):
             return
         timer = parse_session_expires(request)
@@ -155,6 +183,7 @@ class IncomingRequests:
         self._by_invite[event.transaction] = call
         self.merged.add(request, event.transaction)
         self.table.live.add(call)
+        self._pending.setdefault(event.source[0], set()).add(call)
         log.info(
             "sip.incoming_call",
             call_id=call.call_id,

@@ -43,6 +43,12 @@ class UserAgentOptions:
     tcp_message_timeout: float = 10.0
     max_transactions: int = 50_000
     max_requests_per_second: int = 500
+    max_packets_per_source: int = 2000
+    flood_ban_seconds: float = 10.0
+    flood_max_ban_seconds: float = 600.0
+    max_new_requests_total: int = 2000
+    max_unknown_dialog_answers: int = 100
+    max_pending_invites_per_source: int = 20
     # Media: what goes into our SDP.
     media_address: str = "127.0.0.1"
     media_public_address: str | None = None

@@ -585,7 +585,7 @@ class TransactionLayer:
         if existing is not None:
             existing.fire(T.RECV_REQUEST, now, request)
             return
-        self._check_capacity()
+        self._check_capacity(method)
         destination = response_destination(request.top_via, source, transport)
         key = f"s{self._next_seq()}|{method}"
         tx: ServerTransaction
@@ -604,9 +604,14 @@ class TransactionLayer:
         self._emit(RequestReceived(request, key, source, transport, cancels))
 
     # -- internals ---------------------------------------------------------------------------------------
-    def _check_capacity(self) -> None:
-        if len(self._client) + len(self._server) >= self.max_transactions:
-            raise TransactionLimitReached(f"{self.max_transactions} transactions open")
+    def _check_capacity(self, method: str = "INVITE") -> None:
+        # The last tenth of the table is kept for INVITEs (and our own requests): a flood of BYE, CANCEL or
+        # OPTIONS can fill the rest, never the room a real call needs.
+        limit = self.max_transactions
+        if method != "INVITE":
+            limit -= max(1, limit // 10)
+        if len(self._client) + len(self._server) >= limit:
+            raise TransactionLimitReached(f"{limit} transactions open")
 
     def _next_seq(self) -> int:
         self._seq += 1
