@@ -508,7 +508,7 @@ def _parse_media_line(value: str, number: int) -> tuple[str, int, int | None, st
     port = _port(port_part, f"line {number}: m=")
     port_count: int | None = None
     if slash:
-        if not count_text.isdigit() or not count_text.isascii() or len(count_text) > 5 or count_text == "0":
+        if not count_text.isdigit() or not count_text.isascii() or len(count_text) > 5 or not int(count_text):
             raise SdpError(f"line {number}: m= port count is not a positive number: {port_text!r}")
         port_count = int(count_text)
     formats = tuple(parts[3:])

@@ -269,6 +269,8 @@ VALID_HEAD = "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\n"
         (VALID_HEAD + "m=audio 70000 RTP/AVP 0\n", "port is not a number"),
         (VALID_HEAD + "m=audio -1 RTP/AVP 0\n", "port is not a number"),
         (VALID_HEAD + "m=audio 4000/0 RTP/AVP 0\n", "port count"),
+        # Found by fuzzing: a zero count spelled 00 was accepted and serialized as an unparseable 4000/0.
+        (VALID_HEAD + "m=audio 4000/00 RTP/AVP 0\n", "port count"),
         (VALID_HEAD + "m=audio 4000 RTP/AVP PCMU\n", "payload type is not a number"),
         (VALID_HEAD + "m=audio 4000 RTP/AVP 128\n", "payload type is not a number"),
         (
