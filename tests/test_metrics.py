@@ -187,3 +187,23 @@ def test_frame_histogram_exposes_what_a_prometheus_histogram_would() -> None:
         line for line in generate_latest(theirs).decode().splitlines() if "_created" not in line
     )
     assert sorted(ours_text.strip().splitlines()) == sorted(theirs_text.strip().splitlines())
+
+
+def test_the_defences_counters_are_read_at_scrape_time() -> None:
+    m = GatewayMetrics()
+    counts = {"flood_dropped": 0, "unknown_dialog_dropped": 0}
+    m.watch_security(lambda: dict(counts))
+    assert value(m, "voicelive_sip_sip_dropped_total", kind="flood_dropped") == 0
+    counts.update(flood_dropped=1234, unknown_dialog_dropped=7)
+    assert value(m, "voicelive_sip_sip_dropped_total", kind="flood_dropped") == 1234
+    assert value(m, "voicelive_sip_sip_dropped_total", kind="unknown_dialog_dropped") == 7
+
+
+async def test_a_gateway_exports_what_its_user_agent_dropped() -> None:
+    from voicelive_sip import Gateway, Settings
+    from voicelive_sip.config import SipSettings
+
+    gateway = Gateway(Settings(sip=SipSettings(port=0)))
+    samples = scrape(gateway.metrics)
+    kinds = {labels[0][1] for name, labels in samples if name == "voicelive_sip_sip_dropped_total"}
+    assert {"flood_dropped", "flood_bans", "malformed", "unknown_dialog_dropped", "options_dropped"} <= kinds

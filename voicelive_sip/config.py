@@ -356,6 +356,11 @@ class SipSettings(BaseSettings):
         ge=1,
         description="New out-of-dialog requests per second from all sources together; more are dropped.",
     )
+    max_options_per_second: int = Field(
+        default=200,
+        ge=1,
+        description="Out-of-dialog OPTIONS per second from all sources together (scanners probe with them).",
+    )
     max_unknown_dialog_answers: int = Field(
         default=100,
         ge=1,
@@ -415,6 +420,7 @@ class SipSettings(BaseSettings):
             flood_ban_seconds=self.flood_ban_seconds,
             flood_max_ban_seconds=max(self.flood_max_ban_seconds, self.flood_ban_seconds),
             max_new_requests_total=self.max_new_requests_total,
+            max_options_per_second=self.max_options_per_second,
             max_unknown_dialog_answers=self.max_unknown_dialog_answers,
             max_pending_invites_per_source=self.max_pending_invites_per_source,
             media_address=media.address,

@@ -57,6 +57,7 @@ class Gateway:
         media = self.settings.media
         self.pool = PortPool(media.address, media.port, media.port_count)
         self.metrics = GatewayMetrics()
+        self.metrics.watch_security(self.ua.security_counters)
         self.sessions: set[CallSession] = set()
         self.summaries: list[CallSummary] = []  # the most recent ones, bounded
         self._tasks = TaskSet()

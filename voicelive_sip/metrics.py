@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -92,6 +92,28 @@ class FrameHistogram(Collector):
                 buckets.append((_go_float(bound), float(cumulative)))
             family.add_metric([value], buckets, self._sums[value])
         yield family
+
+
+class SecurityCounters(Collector):
+    """The user agent's defence counters, read when Prometheus scrapes (no work per dropped packet)."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = self._family()
+        for kind, value in sorted(self._read().items()):
+            family.add_metric([kind], value)
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            f"{PREFIX}_sip_dropped", "SIP packets and requests dropped by the defences.", labels=["kind"]
+        )
 
 
 class GatewayMetrics:
@@ -229,6 +251,10 @@ class GatewayMetrics:
     def registration_state(self, aor: str, registered: bool) -> None:
         """Whether the registration of `aor` is current."""
         self.registration_registered.labels(aor=self._aors(aor)).set(1 if registered else 0)
+
+    def watch_security(self, read: Callable[[], dict[str, int]]) -> None:
+        """Export `read()` (the user agent's defence counters) as `voicelive_sip_sip_dropped_total{kind}`."""
+        self.registry.register(SecurityCounters(read))
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every metric and its content type."""

@@ -122,6 +122,10 @@ class UserAgent:
     def draining(self, value: bool) -> None:
         self._incoming.draining = value
 
+    def security_counters(self) -> dict[str, int]:
+        """Packets and requests the defences dropped so far, by kind (flood, malformed, unknown dialog)."""
+        return self._endpoint.security_counters()
+
     @property
     def active_calls(self) -> int:
         """Calls not yet ended (incoming from the INVITE on, outgoing from dial())."""

@@ -146,6 +146,7 @@ class SipEndpoint:
             max_ban=max(options.flood_max_ban_seconds, options.flood_ban_seconds),
         )
         self.new_requests = RateLimit(options.max_new_requests_total)
+        self.options_requests = RateLimit(options.max_options_per_second)  # scanners probe with OPTIONS
         self.unknown_dialogs = RateLimit(options.max_unknown_dialog_answers)
         self._parse_log = LogSampler()
         self._flood_log = LogSampler()
@@ -254,6 +255,17 @@ class SipEndpoint:
             )  # fmt: skip
         return verdict is Flood.PASS
 
+    def security_counters(self) -> dict[str, int]:
+        """What the defences dropped so far, by kind (for metrics)."""
+        return {
+            "flood_dropped": self.flood.dropped,
+            "flood_bans": self.flood.bans,
+            "new_requests_dropped": self.new_requests.refused,
+            "options_dropped": self.options_requests.refused,
+            "unknown_dialog_dropped": self.unknown_dialogs.refused,
+            "malformed": self._parse_log.total,
+        }
+
     def _flood_event(self, source: Address, scope: str, limit: int) -> None:
         if self._flood_log.allow(self.now()):
             log.warning(
@@ -272,6 +284,9 @@ class SipEndpoint:
                     return
                 if fresh and not self.new_requests.take(self.now()):
                     self._flood_event(source, "new_requests_total", self.options.max_new_requests_total)
+                    return
+                if message.method == "OPTIONS" and fresh and not self.options_requests.take(self.now()):
+                    self._flood_event(source, "options", self.options.max_options_per_second)
                     return
                 # A request for a dialog that does not exist (a BYE flood): 481 costs as much as the request,
                 # so only so many are answered a second; the rest are dropped unanswered.

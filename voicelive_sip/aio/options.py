@@ -47,6 +47,7 @@ class UserAgentOptions:
     flood_ban_seconds: float = 10.0
     flood_max_ban_seconds: float = 600.0
     max_new_requests_total: int = 2000
+    max_options_per_second: int = 200
     max_unknown_dialog_answers: int = 100
     max_pending_invites_per_source: int = 20
     # Media: what goes into our SDP.
