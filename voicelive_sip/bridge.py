@@ -280,7 +280,7 @@ class CallSession:
             raise
         try:
             if gateway.answer_mode == "when_ready":
-                await connecting
+                await _connected_unless_ended(connecting, call)
             media = await call.answer(
                 rtp_port=rtp.local_port,
                 rtp_address=settings.media.public_address or settings.media.address,
@@ -766,6 +766,21 @@ def _new_voicelive(
         credential=credential,
         call_id=call_id,
     )
+
+
+async def _connected_unless_ended(connecting: asyncio.Future[None], call: IncomingCall) -> None:
+    """Wait for Voice Live while the caller waits; if the INVITE ends first (CANCEL), stop connecting at once
+    so that a call that never completes holds no Voice Live session (raises CallFailed 487)."""
+    ended: asyncio.Future[Any] = asyncio.ensure_future(call.wait_ended())
+    pending: list[asyncio.Future[Any]] = [connecting, ended]
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        raise CallFailed(487, "the caller left while Voice Live was connecting")
+    connecting.result()  # raises VoiceLiveError when the connection failed
 
 
 async def _release(call: Call, rtp: RtpSession, voicelive: VoiceLiveSession) -> None:

@@ -390,3 +390,21 @@ async def test_the_gateway_leaves_the_garbage_collector_alone() -> None:
     gc.unfreeze()
     async with Gateway(settings):
         assert gc.get_freeze_count() == 0
+
+
+async def test_a_caller_who_hangs_up_while_voice_live_connects_holds_no_voice_live_session() -> None:
+    # Voice Live takes 30 s to accept the WebSocket; the caller gives up after ringing briefly (CANCEL).
+    async with bridge(fake_options={"faults": FakeFaults(handshake_delay_s=30.0)}) as (fake, gateway, phone):
+        dialling = asyncio.create_task(phone.call(target(gateway)))
+        for _ in range(250):
+            if gateway.ua.active_calls:
+                break
+            await asyncio.sleep(0.02)
+        dialling.cancel()
+        with pytest.raises((asyncio.CancelledError, CallFailed)):
+            await dialling
+        # The gateway stops connecting at once: its call set-up ends long before the handshake would have.
+        async with asyncio.timeout(10):
+            while len(gateway._tasks) or gateway.ua.active_calls:
+                await asyncio.sleep(0.02)
+        assert gateway.sessions == set() and fake.connection_count == 0
