@@ -781,10 +781,10 @@ def _remote_rtcp(media: MediaDescription, host: str, rtcp_mux: bool) -> tuple[st
     if rtcp_mux:
         return host, media.port
     rtcp = media.rtcp
-    if rtcp is not None:
+    if rtcp is not None and rtcp.port:  # a=rtcp:0 names no port we could send to
         return (rtcp.address or host), rtcp.port
-    # RFC 3550 §11: without a=rtcp, RTCP goes to the next higher port.
-    return host, media.port + 1
+    # RFC 3550 §11: without a=rtcp, RTCP goes to the next higher port; above 65535 there is none.
+    return host, media.port + 1 if media.port < 65535 else media.port
 
 
 def _srtp_crypto(key: bytes, tag: int, suite: str) -> Crypto:

@@ -533,3 +533,16 @@ def test_the_rfc_2543_hold_address_is_still_accepted() -> None:
     assert choose_codec(offer) == "PCMA"
     _, media = answer_offer(offer, local_address="192.0.2.1", local_port=5004, session=LocalSdpSession())
     assert media.on_hold
+
+
+@pytest.mark.parametrize(
+    ("media", "remote_rtcp"),
+    [
+        ("m=audio 65535 RTP/AVP 0\n", ("192.0.2.1", 65535)),
+        ("m=audio 4000 RTP/AVP 0\na=rtcp:0\n", ("192.0.2.1", 4001)),
+    ],
+)
+def test_remote_rtcp_port_stays_a_port(media: str, remote_rtcp: tuple[str, int]) -> None:
+    # Found by fuzzing: port 65535 gave RTCP port 65536, and a=rtcp:0 gave port 0.
+    _, negotiated = answer(offer_text(media))
+    assert negotiated.remote_rtcp == remote_rtcp
