@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s lint typecheck tests`, and `nox -s bench` for the benchmarks."""
+"""Developer sessions: `nox -s lint typecheck tests`, `nox -s bench` for the benchmarks, `nox -s fuzz`."""
 
 import nox
 
@@ -15,8 +15,9 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "voicelive_sip", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "voicelive_sip", "tests", "benchmarks", "examples", "noxfile.py")
+    paths = ("voicelive_sip", "tests", "benchmarks", "examples", "fuzz", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
@@ -35,3 +36,14 @@ def bench(session: nox.Session) -> None:
         "--benchmark-columns=min,median,mean,ops",
         *session.posargs,
     )
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Every fuzz target in turn: `nox -s fuzz -- --runs 200000 sip_parser` (default 20000 inputs each)."""
+    session.install("-e", ".")
+    try:
+        session.install("atheris")
+    except nox.command.CommandFailed:
+        session.warn("atheris did not install: the seeded mutator runs instead (no coverage feedback)")
+    session.run("python", "-m", "fuzz", *(session.posargs or ["--runs", "20000"]))
