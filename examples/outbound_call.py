@@ -30,6 +30,8 @@ async def call(settings: Settings, target: str) -> CallSummary:
 
 async def main(target: str, fake: bool) -> None:
     settings = load_settings()
+    # The person running this named the target: allow it (GATEWAY_OUTBOUND_ALLOWED is empty by default).
+    settings.gateway.outbound_allowed = [*settings.gateway.outbound_allowed, target]
     if fake:
         from voicelive_sip.testing import FakeVoiceLive
 

@@ -209,11 +209,33 @@ async def _serve(settings: Settings, fake: bool, *, gc_freeze: bool = False) -> 
     return 0
 
 
+def _operator_pattern(target: str, settings: Settings) -> str | None:
+    """An outbound pattern allowing exactly `target` (its user at its host and port; parameters dropped)."""
+    from .aio.endpoint import target_uri
+    from .errors import LocalProtocolError, SipParseError
+    from .sip.uri import SipUri
+
+    try:
+        uri = target_uri(target, settings.sip.server)
+    except (LocalProtocolError, SipParseError):
+        return None  # Gateway.call() refuses it with its reason
+    if not isinstance(uri, SipUri):
+        return str(uri)
+    scheme = "sips" if uri.secure else "sip"
+    port = f":{uri.port}" if uri.port else ""
+    return f"{scheme}:{uri.user or '*'}@{uri.host}{port}"
+
+
 async def _call(settings: Settings, uri: str, fake: bool) -> int:
     from .aio import CallFailed
     from .gateway import Gateway
 
     running_fake = await _with_fake(settings) if fake else None
+    # The operator named this target on the command line: it is allowed for this run (GATEWAY_OUTBOUND_ALLOWED
+    # guards what applications and models dial).
+    pattern = _operator_pattern(uri, settings)
+    if pattern is not None:
+        settings.gateway.outbound_allowed = [*settings.gateway.outbound_allowed, pattern]
     try:
         async with Gateway(settings) as gateway:
             _status(f"voicelive-sip: calling {uri} ...")

@@ -541,6 +541,11 @@ class GatewaySettings(BaseSettings):
         "sip:desk@pbx.example.com, sip:*@pbx.example.com (any user there), 1000 (a number at SIP_SERVER), "
         "+4930XXXX (X: one digit); empty allows none.",
     )
+    outbound_allowed: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Targets Gateway.call() may dial, in the patterns of GATEWAY_TRANSFER_ALLOWED; empty "
+        "allows none (toll-fraud guard). The voicelive-sip call command allows the one target it is given.",
+    )
     tool_timeout: float = Field(default=10.0, gt=0, description="Seconds a tool call may run.")
     recording_dir: str | None = Field(
         default=None, description="Directory for a stereo WAV per call (left caller, right agent)."
@@ -552,9 +557,9 @@ class GatewaySettings(BaseSettings):
         default=30.0, ge=0, description="On SIGTERM, how long calls in progress may continue (s)."
     )
 
-    _split_lists = field_validator("transfer_allowed", mode="before")(_csv)
+    _split_lists = field_validator("transfer_allowed", "outbound_allowed", mode="before")(_csv)
 
-    @field_validator("transfer_allowed")
+    @field_validator("transfer_allowed", "outbound_allowed")
     @classmethod
     def _transfer_patterns(cls, value: list[str]) -> list[str]:
         # A pattern that does not parse stops start-up instead of silently allowing nothing (or anything).

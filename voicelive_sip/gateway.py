@@ -10,12 +10,15 @@ import structlog
 
 from ._tasks import TaskSet
 from .aio import CallFailed, IncomingCall, Registration, RegistrationState, UserAgent
+from .aio.endpoint import target_uri
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
 from .config import Settings, VoiceLiveSettings
+from .errors import LocalProtocolError, SipParseError
 from .logs import bind_call_context
 from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool
+from .targets import TargetPattern, allowed
 from .voicelive.tools import Tool
 
 log = structlog.get_logger("voicelive_sip.gateway")
@@ -142,7 +145,19 @@ class Gateway:
         log.info("gateway.stopped")
 
     async def call(self, target: str, *, voicelive_settings: VoiceLiveSettings | None = None) -> CallSession:
-        """Place an outbound call bridged to Voice Live; returns its running session once answered."""
+        """Place an outbound call bridged to Voice Live; returns its running session once answered.
+
+        Only targets GATEWAY_OUTBOUND_ALLOWED allows are dialled (empty: none); others raise CallFailed 403.
+        """
+        server = self.settings.sip.server
+        patterns = [TargetPattern.parse(text) for text in self.settings.gateway.outbound_allowed]
+        try:
+            uri = target_uri(target, server)
+        except (LocalProtocolError, SipParseError) as error:
+            raise CallFailed(416, f"not a target: {error}") from error
+        if not allowed(uri, patterns, server=server):
+            log.warning("security.outbound_refused", target=str(uri)[:120])
+            raise CallFailed(403, "target not allowed by GATEWAY_OUTBOUND_ALLOWED")
         session = await CallSession.place(
             self.ua,
             target,

@@ -231,7 +231,7 @@ async def test_recording_is_a_stereo_wav_with_both_sides(tmp_path: Path) -> None
 
 
 async def test_outbound_call_from_the_agent() -> None:
-    async with bridge() as (_fake, gateway, phone):
+    async with bridge(gateway_options={"outbound_allowed": ["sip:*@127.0.0.1"]}) as (_fake, gateway, phone):
         answering = asyncio.ensure_future(phone.answer_next(timeout=5))
         session = await gateway.call(phone.uri)
         call = await answering
@@ -408,3 +408,19 @@ async def test_a_caller_who_hangs_up_while_voice_live_connects_holds_no_voice_li
             while len(gateway._tasks) or gateway.ua.active_calls:
                 await asyncio.sleep(0.02)
         assert gateway.sessions == set() and fake.connection_count == 0
+
+
+async def test_outbound_calls_go_only_where_gateway_outbound_allowed_says() -> None:
+    async with bridge(gateway_options={"outbound_allowed": ["sip:desk@127.0.0.1"]}) as (
+        _fake,
+        gateway,
+        phone,
+    ):
+        for target_ in (phone.uri, "sip:desk@127.0.0.1.evil.example", "sip:10009005551234@127.0.0.1"):
+            with pytest.raises(CallFailed) as refused:
+                await gateway.call(target_)
+            assert refused.value.status_code == 403
+    async with bridge() as (_fake, gateway, phone):  # nothing allowed: nothing dialled
+        with pytest.raises(CallFailed) as refused:
+            await gateway.call(phone.uri)
+        assert refused.value.status_code == 403 and gateway.ua.active_calls == 0

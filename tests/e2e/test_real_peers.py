@@ -49,7 +49,7 @@ async def running_gateway(fake: FakeVoiceLive) -> AsyncIterator[Gateway]:
         sip=SipSettings(port=0, local_address=LOCALHOST),
         media=MediaSettings(address=LOCALHOST, port=free_udp_range(20), port_count=20),
         voicelive=fake.settings(proactive_greeting_enabled=True, proactive_greeting=GREETING),
-        gateway=GatewaySettings(),
+        gateway=GatewaySettings(outbound_allowed=[f"sip:*@{LOCALHOST}"]),
     )
     async with Gateway(settings) as gateway:
         yield gateway

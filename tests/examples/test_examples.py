@@ -108,7 +108,9 @@ async def test_outbound_call_example_returns_the_summary() -> None:
             await call.hangup()
 
         answering = asyncio.ensure_future(answer_then_hang_up())
-        summary = await example.call(_settings(fake), phone.uri)
+        settings = _settings(fake)
+        settings.gateway.outbound_allowed = [phone.uri]
+        summary = await example.call(settings, phone.uri)
         await answering
     assert summary.direction == "outbound" and summary.end_reason == "bye"
     assert fake.session_config["instructions"] == example.INSTRUCTIONS
