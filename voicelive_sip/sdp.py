@@ -22,6 +22,9 @@ Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 
 # A bigger body is not an SDP a phone would send; refuse it before splitting it into lines.
 MAX_SDP_SIZE: Final = 65_536
+# An answer mirrors every m= line of the offer (RFC 3264 §6); a phone offers a handful, so this bounds the
+# work (and the answer's size) an offer can cause.
+MAX_MEDIA_SECTIONS: Final = 32
 
 # RFC 3551 §6: static payload types, usable without a=rtpmap (RFC 8866 §6.6).
 STATIC_PAYLOAD_TYPES: Final = MappingProxyType(
@@ -586,6 +589,8 @@ def _parse(data: bytes | str) -> SessionDescription:
         if kind == "v":
             raise SdpError(f"line {number}: second v= line")
         if kind == "m":
+            if len(drafts) >= MAX_MEDIA_SECTIONS:
+                raise SdpError(f"line {number}: more than {MAX_MEDIA_SECTIONS} m= sections")
             drafts.append(_MediaDraft(_parse_media_line(value, number)))
             continue
         if drafts:
@@ -782,6 +787,8 @@ def _remote_rtcp(media: MediaDescription, host: str, rtcp_mux: bool) -> tuple[st
         return host, media.port
     rtcp = media.rtcp
     if rtcp is not None and rtcp.port:  # a=rtcp:0 names no port we could send to
+        if rtcp.address is not None:
+            _check_media_address(rtcp.address)  # RTCP must not be a way around the c= checks
         return (rtcp.address or host), rtcp.port
     # RFC 3550 §11: without a=rtcp, RTCP goes to the next higher port; above 65535 there is none.
     return host, media.port + 1 if media.port < 65535 else media.port
@@ -1096,6 +1103,7 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
 
 __all__ = [
     "DEFAULT_DTMF_EVENTS",
+    "MAX_MEDIA_SECTIONS",
     "MAX_SDP_SIZE",
     "STATIC_PAYLOAD_TYPES",
     "Attribute",

@@ -546,3 +546,24 @@ def test_remote_rtcp_port_stays_a_port(media: str, remote_rtcp: tuple[str, int])
     # Found by fuzzing: port 65535 gave RTCP port 65536, and a=rtcp:0 gave port 0.
     _, negotiated = answer(offer_text(media))
     assert negotiated.remote_rtcp == remote_rtcp
+
+
+def test_an_rtcp_address_is_held_to_the_same_rules_as_c() -> None:
+    from voicelive_sip.sdp import MediaNotAcceptable
+
+    offer = SessionDescription.parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\na=rtcp:4001 IN IP4 224.0.0.9\r\n"
+    )
+    with pytest.raises(MediaNotAcceptable, match="multicast"):
+        answer_offer(offer, local_address="192.0.2.1", local_port=5004, session=LocalSdpSession())
+
+
+def test_an_offer_with_too_many_media_sections_is_refused() -> None:
+    from voicelive_sip.sdp import MAX_MEDIA_SECTIONS, SdpError
+
+    sections = "m=audio 4000 RTP/AVP 0\r\n" * (MAX_MEDIA_SECTIONS + 1)
+    with pytest.raises(SdpError, match="m= sections"):
+        SessionDescription.parse(
+            f"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n{sections}"
+        )

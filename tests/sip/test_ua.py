@@ -634,3 +634,18 @@ async def test_half_open_invites_from_one_source_are_limited() -> None:
         busy = await peer.next(is_status(486))
         assert isinstance(busy, Response) and busy.call_id == "p2"
         assert bob.active_calls == 2
+
+
+async def test_a_challenge_nobody_can_read_fails_the_call_instead_of_the_user_agent() -> None:
+    async with agent(None) as alice, raw_peer() as peer:
+        dialling = asyncio.ensure_future(
+            alice.call(f"sip:x@127.0.0.1:{peer.port}", rtp_port=40000, credentials=("u", "p"))
+        )
+        invite = await peer.next(lambda m: isinstance(m, Request) and m.method == "INVITE")
+        assert isinstance(invite, Request)
+        garbage = make_response(invite, 401, to_tag="t", headers=[("WWW-Authenticate", 'Digest ,,,="')])
+        assert peer.transport is not None
+        peer.transport.sendto(garbage.serialize(), alice.address)
+        with pytest.raises(CallFailed) as failed:
+            await asyncio.wait_for(dialling, 5)
+        assert failed.value.status_code == 401

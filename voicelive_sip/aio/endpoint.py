@@ -572,7 +572,7 @@ class SipEndpoint:
                     response.status_code, challenges, method=request.method, uri=str(request.uri),
                     body=request.body,
                 )  # fmt: skip
-            except DigestAuthError as error:
+            except (DigestAuthError, SipParseError) as error:  # refused, or a challenge we cannot read
                 log.warning(
                     "sip.auth_failed", method=request.method, status=response.status_code, reason=str(error)
                 )

@@ -924,6 +924,8 @@ class RtpSession(asyncio.DatagramProtocol):
         return serialize_rtcp(packets)
 
     def _send_rtcp(self, *, bye: bool = False) -> None:
+        if self._gated:
+            return  # nothing goes to an address that has not sent us RTP yet (see `confirm_first`)
         address = self._rtcp_source if self.symmetric and self._rtcp_source else self.remote_rtcp
         transport = self._transport if self.rtcp_mux else self._rtcp_transport
         if address is None or transport is None:
