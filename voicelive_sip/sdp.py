@@ -858,7 +858,11 @@ def _offered_codecs(media: MediaDescription, codecs: dict[int, RtpMap]) -> str:
 
 
 def choose_codec(
-    offer: SessionDescription, codecs: Sequence[str] = ("PCMU", "PCMA"), *, srtp: bool = False
+    offer: SessionDescription,
+    codecs: Sequence[str] = ("PCMU", "PCMA"),
+    *,
+    srtp: bool = False,
+    initial: bool = False,
 ) -> Codec:
     """The codec `answer_offer` will settle on for `offer`: our priority among its first usable audio stream.
 
@@ -887,6 +891,10 @@ def choose_codec(
         if connection is None:
             raise SdpError(f"m=audio {media.port} has no c= line at media or session level")
         _check_media_address(connection.host)
+        if initial and connection.is_hold:
+            # A new call whose offer says "send me nothing" (c=0.0.0.0) has no use for an agent; and Linux
+            # delivers datagrams sent to 0.0.0.0 to the local host, so it is no address to be given.
+            raise MediaNotAcceptable(f"c= names the unspecified address {connection.host} in a new call")
         return Codec(chosen)
     detail = "; ".join(reasons) if reasons else "the offer has no active audio stream"
     raise NoCommonCodec(f"no common audio codec with {'/'.join(priority)}: {detail}")

@@ -524,13 +524,15 @@ def test_offers_naming_multicast_broadcast_or_a_host_name_are_refused(host: str,
         answer_offer(offer, local_address="192.0.2.1", local_port=5004, session=LocalSdpSession())
 
 
-def test_the_rfc_2543_hold_address_is_still_accepted() -> None:
-    from voicelive_sip.sdp import choose_codec
+def test_the_rfc_2543_hold_address_is_a_hold_in_a_dialog_and_refused_for_a_new_call() -> None:
+    from voicelive_sip.sdp import MediaNotAcceptable, choose_codec
 
     offer = SessionDescription.parse(
         "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n"
     )
     assert choose_codec(offer) == "PCMA"
+    with pytest.raises(MediaNotAcceptable, match="unspecified"):
+        choose_codec(offer, initial=True)
     _, media = answer_offer(offer, local_address="192.0.2.1", local_port=5004, session=LocalSdpSession())
     assert media.on_hold
 

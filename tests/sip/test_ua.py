@@ -649,3 +649,12 @@ async def test_a_challenge_nobody_can_read_fails_the_call_instead_of_the_user_ag
         with pytest.raises(CallFailed) as failed:
             await asyncio.wait_for(dialling, 5)
         assert failed.value.status_code == 401
+
+
+async def test_a_new_call_offering_the_unspecified_address_gets_488() -> None:
+    sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    async with agent() as bob, raw_peer() as peer:
+        invite = raw_request("INVITE", peer, bob, headers="Content-Type: application/sdp\r\n", body=sdp)
+        peer.send(invite, bob)
+        refused = await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200)
+        assert isinstance(refused, Response) and refused.status_code == 488

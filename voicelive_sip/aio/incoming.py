@@ -163,7 +163,7 @@ class IncomingRequests:
         if request.body:
             try:
                 offer = SessionDescription.parse(request.body)
-                codec = choose_codec(offer, self.options.codecs)  # the call's one codec choice
+                codec = choose_codec(offer, self.options.codecs, initial=True)  # the call's one codec choice
             except MediaNotAcceptable as error:
                 respond(event, 488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
                 return

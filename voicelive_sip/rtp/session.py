@@ -438,7 +438,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self._rtcp_source = None
         self._candidate = None
         self._latch_hosts = frozenset(h for h in (addr[0], peer_host) if h)
-        self._gated = confirm_first
+        # Nothing is ever sent to 0.0.0.0 or :: (an RFC 2543 hold): Linux would deliver it to this host.
+        self._gated = confirm_first or addr[0] in ("0.0.0.0", "::")
         self._last_rx = self._loop.time()
         self._timed_out = False
         if rtcp_mux and self._rtcp_transport is not None:
