@@ -658,3 +658,14 @@ async def test_a_new_call_offering_the_unspecified_address_gets_488() -> None:
         peer.send(invite, bob)
         refused = await peer.next(lambda m: isinstance(m, Response) and m.status_code >= 200)
         assert isinstance(refused, Response) and refused.status_code == 488
+
+
+async def test_a_cancel_flood_for_invites_we_never_saw_gets_few_481s_and_leaves_no_transactions() -> None:
+    async with agent(max_unknown_dialog_answers=5) as bob, raw_peer() as peer:
+        for n in range(40):
+            peer.send(raw_request("CANCEL", peer, bob, branch=f"z9hG4bKc{n}", call_id=f"c{n}"), bob)
+        await asyncio.sleep(0.3)
+        answered = [peer.inbox.get_nowait() for _ in range(peer.inbox.qsize())]
+        statuses = [m.status_code for m in answered if isinstance(m, Response)]
+        assert 1 <= statuses.count(481) <= 6
+        assert len(bob._endpoint.layer) <= 7

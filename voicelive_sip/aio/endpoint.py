@@ -166,6 +166,7 @@ class SipEndpoint:
             self._on_message,
             self._on_parse_error,
             self._on_send_error,
+            admit=self._within_flood_limit,
             max_connections=options.max_tcp_connections,
             max_connections_per_source=options.max_tcp_connections_per_source,
             idle_timeout=options.tcp_idle_timeout,
@@ -274,23 +275,26 @@ class SipEndpoint:
             )  # fmt: skip
 
     def _on_message(self, message: Request | Response, source: Address, transport: str) -> None:
-        if not self._within_flood_limit(source):
-            return
+        # The transport has already counted this message against its source's budget (`admit`).
         try:
             if isinstance(message, Request):
                 tag = to_tag(message)
                 fresh = message.method not in ("ACK", "CANCEL") and tag is None
                 if not self._admit(source, new_request=fresh):
                     return
-                if fresh and not self.new_requests.take(self.now()):
-                    self._flood_event(source, "new_requests_total", self.options.max_new_requests_total)
-                    return
+                # The OPTIONS cap first: a scanner's OPTIONS must not use up the tokens real INVITEs need.
                 if message.method == "OPTIONS" and fresh and not self.options_requests.take(self.now()):
                     self._flood_event(source, "options", self.options.max_options_per_second)
                     return
+                if fresh and not self.new_requests.take(self.now()):
+                    self._flood_event(source, "new_requests_total", self.options.max_new_requests_total)
+                    return
                 # A request for a dialog that does not exist (a BYE flood): 481 costs as much as the request,
                 # so only so many are answered a second; the rest are dropped unanswered.
-                unknown = tag is not None and message.method != "ACK" and not self.user.knows_dialog(message)
+                # Likewise a CANCEL for an INVITE we do not have (it carries no To tag, RFC 3261 §9.1).
+                unknown = (
+                    tag is not None and message.method != "ACK" and not self.user.knows_dialog(message)
+                ) or (message.method == "CANCEL" and self.layer.cancelled_invite(message) is None)
                 if unknown and not self.unknown_dialogs.take(self.now()):
                     self._flood_event(source, "unknown_dialog", self.options.max_unknown_dialog_answers)
                     return
@@ -331,8 +335,6 @@ class SipEndpoint:
                 self.stateless(response, source, transport)
 
     def _on_parse_error(self, error: SipParseError, source: Address, transport: str) -> None:
-        if not self._within_flood_limit(source):
-            return
         if self._parse_log.allow(self.now()):  # sampled: junk must not become a log flood
             log.info(
                 "sip.parse_error",

@@ -53,6 +53,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         source = (addr[0], addr[1])
         if data.strip(b"\r\n") == b"":
             return  # RFC 5626 keep-alive (CRLF) on UDP
+        if not self.owner.admit(source):
+            return  # a banned source costs no parsing
         try:
             message = parse_message(data, max_size=self.owner.max_message_size)
         except SipParseError as error:
@@ -104,6 +106,8 @@ class StreamConnection(asyncio.Protocol):
             return
         self._arm_message_deadline()
         for item in items:
+            if not self.owner.admit(self.peer):
+                continue
             if isinstance(item, SipParseError):
                 self.owner.on_parse_error(item, self.peer, self.name)
             else:
@@ -176,6 +180,7 @@ class TransportLayer:
         on_message: MessageHandler,
         on_parse_error: ParseErrorHandler,
         on_send_error: SendErrorHandler,
+        admit: Callable[[Address], bool] | None = None,
         *,
         max_connections: int = 1024,
         max_connections_per_source: int = 32,
@@ -189,6 +194,8 @@ class TransportLayer:
         self.on_message = on_message
         self.on_parse_error = on_parse_error
         self.on_send_error = on_send_error
+        # Every packet or stream message is offered here first (flood control), before it is parsed.
+        self.admit: Callable[[Address], bool] = admit or (lambda source: True)
         self.max_connections = max_connections
         self.max_connections_per_source = max_connections_per_source
         self.idle_timeout = idle_timeout

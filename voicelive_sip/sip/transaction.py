@@ -603,6 +603,10 @@ class TransactionLayer:
         tx.begin(now)
         self._emit(RequestReceived(request, key, source, transport, cancels))
 
+    def cancelled_invite(self, cancel: Request) -> str | None:
+        """The INVITE server transaction a CANCEL matches (RFC 3261 §9.2), or None."""
+        return self._server_index.get(self._server_key(cancel, "INVITE"))
+
     # -- internals ---------------------------------------------------------------------------------------
     def _check_capacity(self, method: str = "INVITE") -> None:
         # The last tenth of the table is kept for INVITEs (and our own requests): a flood of BYE, CANCEL or
