@@ -23,6 +23,7 @@ from .aio import (
     Call,
     CallEnded,
     CallFailed,
+    CallState,
     IncomingCall,
     InfoDtmf,
     MediaUpdated,
@@ -292,7 +293,7 @@ class CallSession:
             rtp.close()
             await voicelive.close()
             log.warning("call.voicelive_unavailable", call_id=call.call_id, error=str(error))
-            if call.state.value == "offered":
+            if call.state is CallState.OFFERED:
                 await call.reject(gateway.unavailable_status, "Voice Live Unavailable")
             else:
                 await call.hangup()

@@ -669,3 +669,14 @@ async def test_a_cancel_flood_for_invites_we_never_saw_gets_few_481s_and_leaves_
         statuses = [m.status_code for m in answered if isinstance(m, Response)]
         assert 1 <= statuses.count(481) <= 6
         assert len(bob._endpoint.layer) <= 7
+
+
+async def test_an_outgoing_calls_invite_state_is_kept_only_while_the_call_lasts() -> None:
+    async with agent() as bob, agent(None) as alice:
+        for _ in range(3):
+            call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
+            assert call.call_id in alice._outgoing._invites  # a late 2xx copy still gets its ACK
+            await call.hangup()
+            assert call.task is not None
+            await asyncio.wait_for(call.task, 5)
+        assert alice._outgoing._invites == {}

@@ -114,6 +114,8 @@ class OutgoingCalls:
                 code = response.status_code
                 if 200 <= code < 300:
                     await self._answered(state, response)
+                    # The ACK is resent for a late 2xx copy (`on_stray`) while the call lasts, no longer.
+                    await call.wait_ended()
                     return
                 if 300 <= code < 400 and not redirected and response.contact:
                     uri, redirected = response.contact[0].uri, True  # §8.1.3.4: follow one redirect
@@ -125,10 +127,10 @@ class OutgoingCalls:
                         continue
                 raise CallFailed(code, response.reason)
         except CallFailed as error:
-            self._invites.pop(call.call_id, None)
             call._failed(error, cancelled=state.cancel_requested)
         finally:
             call._cancel = None
+            self._invites.pop(call.call_id, None)  # bounded: an INVITE's state lives as long as its call
 
     # -- provisional and repeated responses ------------------------------------------------------------
     def _on_response(self, state: OutgoingInvite, response: Response) -> None:
@@ -213,9 +215,6 @@ class OutgoingCalls:
                 self.endpoint.send_raw(state.ack, *state.ack_destination)
                 return
         log.debug("sip.stray_response", status=response.status_code, reason=event.reason, source=event.source)
-
-    def forget(self, call_id: str) -> None:
-        self._invites.pop(call_id, None)
 
     # -- CANCEL ----------------------------------------------------------------------------------------
     def _request_cancel(self, state: OutgoingInvite) -> None:
