@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .aio.options import UserAgentOptions
@@ -187,6 +187,7 @@ class VoiceLiveSettings(BaseSettings):
 
 
 Transport = Literal["udp", "tcp"]
+SrtpPolicy = Literal["off", "optional", "required"]
 
 
 def _default_transports() -> list[Transport]:
@@ -375,7 +376,68 @@ class SipSettings(BaseSettings):
         description="Incoming calls from one source not yet answered and acknowledged; more get 486.",
     )
 
+    tls_port: int = Field(
+        default=5061,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("SIP_TLS_PORT"),
+        description="SIP over TLS port; the listener starts when SIP_TLS_CERT_FILE is set (0: a free port).",
+    )
+    tls_cert_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SIP_TLS_CERT_FILE"),
+        description="PEM certificate chain of the TLS listener (and our client certificate for mutual TLS).",
+    )
+    tls_key_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SIP_TLS_KEY_FILE"),
+        description="PEM private key of SIP_TLS_CERT_FILE (unset: the key is in the certificate file).",
+    )
+    tls_ca_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SIP_TLS_CA_FILE"),
+        description="PEM CA bundle peers' certificates are checked against (unset: the system's CAs).",
+    )
+    tls_verify_peer: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("SIP_TLS_VERIFY_PEER"),
+        description="Check the certificate and host name of servers we connect to over TLS.",
+    )
+    tls_require_client_cert: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("SIP_TLS_REQUIRE_CLIENT_CERT"),
+        description="Mutual TLS: incoming TLS connections must present a certificate SIP_TLS_CA_FILE trusts.",
+    )
+    tls_handshake_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("SIP_TLS_HANDSHAKE_TIMEOUT"),
+        description="A TLS handshake must finish this long after the connection opens (s), or it is closed.",
+    )
+    keepalive_interval: float = Field(
+        default=90.0,
+        ge=0,
+        validation_alias=AliasChoices("SIP_KEEPALIVE_INTERVAL"),
+        description="RFC 5626 CRLF keep-alive on the TCP/TLS connection a registration uses (s); 0: none.",
+    )
+
     _split_lists = field_validator("transports", "allow_from", mode="before")(_csv)
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and not info.data.get("tls_cert_file"):
+            raise ValueError("SIP_TLS_KEY_FILE is set but SIP_TLS_CERT_FILE is not")
+        return value
+
+    @field_validator("tls_require_client_cert")
+    @classmethod
+    def _client_certs_need_ca(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("tls_ca_file"):
+            raise ValueError(
+                "SIP_TLS_REQUIRE_CLIENT_CERT needs SIP_TLS_CA_FILE (the CAs that sign client certificates)"
+            )
+        return value
 
     def agent_options(self, media: MediaSettings | None = None) -> UserAgentOptions:
         """These settings (and the media settings' SDP part) as the plain data `UserAgent` takes."""
@@ -423,10 +485,19 @@ class SipSettings(BaseSettings):
             max_options_per_second=self.max_options_per_second,
             max_unknown_dialog_answers=self.max_unknown_dialog_answers,
             max_pending_invites_per_source=self.max_pending_invites_per_source,
+            tls_port=self.tls_port,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            tls_ca_file=self.tls_ca_file,
+            tls_verify_peer=self.tls_verify_peer,
+            tls_require_client_cert=self.tls_require_client_cert,
+            tls_handshake_timeout=self.tls_handshake_timeout,
+            keepalive_interval=self.keepalive_interval,
             media_address=media.address,
             media_public_address=media.public_address,
             codecs=tuple(media.codecs),
             ptime=media.ptime,
+            srtp=media.srtp,
         )
 
 
@@ -481,6 +552,14 @@ class MediaSettings(BaseSettings):
     )
     outbound_buffer_seconds: float = Field(
         default=30.0, gt=0, description="Agent audio buffered per call (s)."
+    )
+    srtp: SrtpPolicy = Field(
+        default="optional",
+        validation_alias=AliasChoices("MEDIA_SRTP"),
+        description=(
+            "SRTP with SDES keys (RFC 4568): off; optional (answer SRTP when offered, offer RTP/AVP with "
+            "a=crypto, best effort); required (RTP/SAVP only: an offer without usable crypto gets 488)."
+        ),
     )
 
     _split_codecs = field_validator("codecs", mode="before")(_codecs)

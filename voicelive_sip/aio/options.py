@@ -50,11 +50,21 @@ class UserAgentOptions:
     max_options_per_second: int = 200
     max_unknown_dialog_answers: int = 100
     max_pending_invites_per_source: int = 20
+    # TLS: the listener starts on tls_port when tls_cert_file is set; outgoing TLS works without one.
+    tls_port: int = 5061
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_verify_peer: bool = True
+    tls_require_client_cert: bool = False
+    tls_handshake_timeout: float = 10.0
+    keepalive_interval: float = 90.0
     # Media: what goes into our SDP.
     media_address: str = "127.0.0.1"
     media_public_address: str | None = None
     codecs: Sequence[str] = ("PCMU", "PCMA")
     ptime: int = 20
+    srtp: str = "optional"  # "off" | "optional" | "required" (MEDIA_SRTP)
 
     @property
     def sdp_address(self) -> str:
