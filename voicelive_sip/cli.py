@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .aio.tls import TlsSetupError
 from .config import ConfigError, Settings, VoiceLiveSettings, load_settings
 from .testing.fake_voicelive import FakeVoiceLive
 
@@ -97,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "call":
             return _run(_call(settings, args.uri, fake))
         return _run(_check(settings))
-    except ConfigError as error:
+    except (ConfigError, TlsSetupError) as error:  # TLS files are read when the listener starts
         print("voicelive-sip: invalid configuration", file=sys.stderr)
-        for problem in error.problems:
+        for problem in error.problems if isinstance(error, ConfigError) else [str(error)]:
             print(f"  {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -211,7 +212,7 @@ async def _serve(settings: Settings, fake: bool, *, gc_freeze: bool = False) -> 
 
 def _operator_pattern(target: str, settings: Settings) -> str | None:
     """An outbound pattern allowing exactly `target` (its user at its host and port; parameters dropped)."""
-    from .aio.endpoint import target_uri
+    from .aio.resolve import target_uri
     from .errors import LocalProtocolError, SipParseError
     from .sip.uri import SipUri
 

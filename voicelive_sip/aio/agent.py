@@ -66,7 +66,10 @@ class UserAgent:
 
     async def start(self) -> None:
         await self._endpoint.start()
-        log.info("sip.agent_started", address=self.address, transports=self._endpoint.transports)
+        log.info(
+            "sip.agent_started",
+            address=self.address, tls_address=self.tls_address, transports=self._endpoint.transports,
+        )  # fmt: skip
         for problem in advertised_address_problems(self.options):
             log.warning("sip.address_warning", problem=problem)
         if self.options.register_enabled:
@@ -100,6 +103,11 @@ class UserAgent:
     def address(self) -> Address:
         """The bound (host, port) shared by UDP and TCP."""
         return self._endpoint.address
+
+    @property
+    def tls_address(self) -> Address | None:
+        """The TLS listener's (host, port): None unless SIP_TLS_CERT_FILE is set."""
+        return self._endpoint.tls_address
 
     @property
     def via_host(self) -> str:

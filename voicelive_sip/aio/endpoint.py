@@ -8,8 +8,6 @@ Requests we send go through here too (DNS, Via, the RFC 3261 §18.1.1 size rule,
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +15,7 @@ from typing import Any, Protocol
 import structlog
 
 from .._tasks import TaskSet
-from ..errors import CallFailed, LocalProtocolError, SipParseError
+from ..errors import SipParseError
 from ..sip.admission import Admission, Verdict
 from ..sip.auth import DigestAuthError, DigestClient
 from ..sip.dialog import Dialog, new_tag
@@ -40,14 +38,15 @@ from ..sip.transaction_events import (
 )
 from ..sip.uac import ack_for_2xx
 from ..sip.uas import stateless_refusal, to_tag
-from ..sip.uri import SipUri, TelUri, Uri, parse_uri
+from ..sip.uri import SipUri, Uri, parse_uri
 from .options import UserAgentOptions
-from .transport import TransportLayer
+from .resolve import Resolver, as_sip_uri, target_uri
+from .tls import tls_contexts
+from .transport import ConnectFailed, TransportLayer
 
 log = structlog.get_logger("voicelive_sip.sip.ua")
 
 UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
-MAX_DNS_CACHE = 1000
 
 
 class TransactionUser(Protocol):
@@ -111,25 +110,6 @@ class _Pending:
     on_response: Callable[[Response], None] | None = None
 
 
-def target_uri(target: str, server: str | None) -> Uri:
-    """A dial string as a URI: a full URI as is, `user@host` as sip:, a bare number at `server`."""
-    if ":" not in target.split("@")[0] and not target.startswith(("sip:", "sips:", "tel:")):
-        if "@" not in target:
-            if not server:
-                raise LocalProtocolError(f"{target!r} has no host and SIP_SERVER is not set")
-            target = f"{target}@{server}"
-        target = "sip:" + target
-    return parse_uri(target)
-
-
-def as_sip_uri(text: str) -> SipUri:
-    """A host[:port] or SIP URI string as a SipUri; ValueError when it is another scheme."""
-    uri = parse_uri(text if text.startswith(("sip:", "sips:")) else "sip:" + text)
-    if not isinstance(uri, SipUri):
-        raise ValueError(f"not a SIP URI: {text!r}")
-    return uri
-
-
 class SipEndpoint:
     """Transports plus transaction layer: the one place SIP messages enter and leave the process."""
 
@@ -156,13 +136,15 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._pending: dict[str, _Pending] = {}
-        self._dns: dict[str, str] = {}
+        self._send_failures: dict[str, str] = {}  # transaction -> why its connection failed (for the 503)
+        self.resolver = Resolver(options.server)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         options = self.options
-        self._transports = TransportLayer(
+        tls = tls_contexts(options)  # TlsSetupError (naming the setting) before any socket is bound
+        transports = TransportLayer(
             self._on_message,
             self._on_parse_error,
             self._on_send_error,
@@ -171,8 +153,11 @@ class SipEndpoint:
             max_connections_per_source=options.max_tcp_connections_per_source,
             idle_timeout=options.tcp_idle_timeout,
             message_timeout=options.tcp_message_timeout,
+            tls=tls,
         )
-        await self._transports.start(options.local_address, options.port, options.transports)
+        tls_port = options.tls_port if tls.server is not None else None
+        await transports.start(options.local_address, options.port, options.transports, tls_port)
+        self._transports = transports
 
     async def close(self) -> None:
         self.tasks.cancel()
@@ -198,6 +183,21 @@ class SipEndpoint:
         return self._transports.address
 
     @property
+    def tls_address(self) -> Address | None:
+        """The TLS listener's (host, port); None without a certificate (SIP_TLS_CERT_FILE)."""
+        assert self._transports is not None, "UserAgent not started"
+        return self._transports.tls_address
+
+    def port_for(self, transport: str) -> int:
+        """Our port for a transport, as Via and Contact name it (TLS has its own listener)."""
+        tls = self.tls_address if transport == "TLS" else None
+        return tls[1] if tls is not None else self.address[1]
+
+    def keep_alive(self, destination: Address, transport: str) -> bool:
+        """Ping our TCP/TLS connection to `destination` (RFC 5626); False when it is gone."""
+        return self._transports is not None and self._transports.keep_alive(destination, transport)
+
+    @property
     def via_host(self) -> str:
         host = self.options.via_address or self.address[0]
         if host in ("0.0.0.0", "::"):
@@ -215,10 +215,12 @@ class SipEndpoint:
         return SipUri(host=self.via_host, user="voicelive", port=self.address[1])
 
     def contact(self, transport: str = "UDP") -> NameAddress:
-        params = (("transport", "tcp"),) if transport == "TCP" else ()
+        """Our Contact for requests and responses over `transport` (`;transport=tcp|tls`, TLS's own port)."""
+        params = (("transport", transport.lower()),) if transport in ("TCP", "TLS") else ()
         uri = SipUri(
-            host=self.via_host, user=self.aor.user or "voicelive", port=self.address[1], params=params
-        )
+            host=self.via_host, user=self.aor.user or "voicelive", port=self.port_for(transport),
+            params=params,
+        )  # fmt: skip
         return NameAddress(uri, self.options.display_name)
 
     def now(self) -> float:
@@ -352,6 +354,8 @@ class SipEndpoint:
 
     def _on_send_error(self, out: Outgoing, error: Exception) -> None:
         if out.transaction is not None:
+            if isinstance(error, ConnectFailed) and out.transaction in self._pending:
+                self._send_failures[out.transaction] = str(error)
             self.layer.transport_error(out.transaction, self.now())
             self.pump()
 
@@ -409,9 +413,11 @@ class SipEndpoint:
             if pending is not None and not pending.final.done():
                 # RFC 3261 §8.1.3.1: a timeout counts as 408, a transport failure as 503.
                 code = 408 if isinstance(event, TransactionTimeout) else 503
-                pending.final.set_result(make_response(pending.request, code))
+                reason = self._send_failures.pop(event.transaction, None)
+                pending.final.set_result(make_response(pending.request, code, reason))
         elif isinstance(event, TransactionTerminated):
             self._pending.pop(event.transaction, None)
+            self._send_failures.pop(event.transaction, None)
             user.on_terminated(event.transaction)
         elif isinstance(event, StrayResponse):
             user.on_stray(event)
@@ -450,48 +456,18 @@ class SipEndpoint:
 
     def send_ack(self, dialog: Dialog, invite_seq: int, destination: Address, transport: str) -> bytes:
         """The ACK for a 2xx (RFC 3261 §13.2.2.4): a transaction of its own with a new branch; returns it."""
-        via = Via(transport, self.via_host, self.address[1], (("branch", new_branch()),))
+        via = Via(transport, self.via_host, self.port_for(transport), (("branch", new_branch()),))
         data = ack_for_2xx(dialog, invite_seq, via).serialize()
         self.send_raw(data, destination, transport)
         return data
 
     # -- sending requests ------------------------------------------------------------------------------
     async def resolve(self, uri: Uri) -> tuple[Address, str]:
-        """Next hop for a URI: maddr/host, port, transport (no RFC 3263 SRV/NAPTR: A/AAAA records only)."""
-        if isinstance(uri, TelUri):
-            if not self.options.server:
-                raise CallFailed(416, "tel: URI without SIP_SERVER to send it to")
-            uri = as_sip_uri(self.options.server)
-        if not isinstance(uri, SipUri):
-            raise CallFailed(416, f"unsupported URI scheme {uri.scheme}")
-        if uri.secure:
-            raise CallFailed(502, "sips: needs TLS, which this user agent does not offer yet")
-        host = (uri.maddr or uri.host).strip("[]")
-        transport = (uri.transport or "udp").upper()
-        if transport not in ("UDP", "TCP"):
-            raise CallFailed(502, f"unsupported transport {transport}")
-        if transport == "TCP" and "TCP" not in self.transports:
-            transport = "UDP"
-        return (await self._lookup(host), uri.port or 5060), transport
-
-    async def _lookup(self, host: str) -> str:
-        try:
-            ipaddress.ip_address(host)
-            return host
-        except ValueError:
-            pass
-        cached = self._dns.get(host)
-        if cached is not None:
-            return cached
-        try:
-            infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
-        except OSError as error:
-            raise CallFailed(502, f"cannot resolve {host}: {error}") from error
-        address = str(infos[0][4][0])
-        if len(self._dns) >= MAX_DNS_CACHE:
-            self._dns.clear()
-        self._dns[host] = address
-        return address
+        """Next hop for a URI (`Resolver.resolve`); a TLS hop's certificate name goes to the transport."""
+        destination, transport, server_name = await self.resolver.resolve(uri, self.transports)
+        if server_name is not None and self._transports is not None:
+            self._transports.name_destination(destination, server_name)
+        return destination, transport
 
     def send_request(
         self,
@@ -505,7 +481,9 @@ class SipEndpoint:
             return self._start(request, destination, transport, on_response)  # the INVITE's Via (§9.1)
         if "User-Agent" not in request.headers:
             request.headers.add("User-Agent", self.options.user_agent)
-        via = Via(transport, self.via_host, self.address[1], (("branch", new_branch()), ("rport", None)))
+        via = Via(
+            transport, self.via_host, self.port_for(transport), (("branch", new_branch()), ("rport", None))
+        )
         request.headers.prepend("Via", via)
         if transport == "UDP" and "TCP" in self.transports and len(request.serialize()) > UDP_MTU_LIMIT:
             # RFC 3261 §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.

@@ -13,6 +13,7 @@ from ..sip.auth import DigestAuthFailed, DigestClient
 from ..sip.binding import RegistrationBinding, RegistrationChanged, RegistrationState
 from ..sip.headers import NameAddress
 from ..sip.message import Request, Response
+from ..sip.transaction_events import Address
 from ..sip.uri import SipUri
 from .endpoint import SipEndpoint
 
@@ -45,6 +46,7 @@ class Registration:
         )  # fmt: skip
         self._auth = DigestClient(username, password, realm=realm) if password is not None else None
         self._task: asyncio.Task[None] | None = None
+        self._flow: tuple[Address, str] | None = None  # the TCP/TLS connection the binding was made over
         self._changed = asyncio.Condition()
         self._history: list[RegistrationChanged] = []
         self._history_start = 0  # absolute index of _history[0]; the list is trimmed to stay bounded
@@ -122,7 +124,7 @@ class Registration:
             due = binding.get_timer()
             if due is None:
                 return
-            await asyncio.sleep(max(0.0, due - endpoint.now()))
+            await self._wait_keeping_alive(due)
             binding.sending()
             await self._publish()
             try:
@@ -146,8 +148,27 @@ class Registration:
                 )  # fmt: skip
             await self._publish()
 
+    async def _wait_keeping_alive(self, due: float) -> None:
+        """Sleep until `due`; meanwhile ping the registrar's TCP/TLS connection every SIP_KEEPALIVE_INTERVAL,
+        and refresh at once when that connection is lost (RFC 5626 §4.4.1 flow recovery), so the registrar
+        can always reach us over it."""
+        endpoint, interval = self._endpoint, self._endpoint.options.keepalive_interval
+        while (left := due - endpoint.now()) > 0:
+            flow = self._flow
+            if flow is None or interval <= 0 or not self._binding.bound:
+                await asyncio.sleep(left)
+                return
+            await asyncio.sleep(min(left, interval))
+            if endpoint.now() >= due:
+                return
+            if not endpoint.keep_alive(*flow):
+                log.info("sip.registration_flow_lost", aor=str(self.aor), registrar=str(self.registrar))
+                self._binding.flow_failed(endpoint.now())
+                return
+
     async def _send(self, expires: int | None) -> tuple[Response, NameAddress]:
         destination, transport = await self._endpoint.resolve(self.registrar)
+        self._flow = (destination, transport) if transport != "UDP" else None
         contact = self._endpoint.contact(transport)
 
         def build() -> Request:

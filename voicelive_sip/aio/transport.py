@@ -1,10 +1,12 @@
-"""SIP transports on asyncio: UDP and TCP on one address and port (RFC 3261 §18), the only socket code of SIP.
+"""SIP transports on asyncio: UDP and TCP on one address and port, TLS on its own (RFC 3261 §18, §26).
 
-Received bytes become parsed messages handed to `on_message`; what cannot be parsed goes to `on_parse_error`
-with enough context to answer 400 (413 when too large). TCP connections are reused per peer, closed when idle
-or when a message takes too long to arrive, and limited in number overall and per source; a framing error
-closes that connection only. TLS fits in as another stream transport (an SSL context
-on the same server/connect calls), which is why the stream code does not assume TCP.
+The only socket code of SIP. Received bytes become parsed messages handed to `on_message`; what cannot be
+parsed goes to `on_parse_error` with enough context to answer 400 (413 when too large). Stream connections
+(TCP and TLS) are reused per peer, closed when idle or when a message takes too long to arrive, and limited in
+number overall and per source; a framing error closes that connection only. An incoming TLS connection counts
+against those limits from its first byte: it is accepted as TCP and its handshake is run by `loop.start_tls`
+with a deadline, so a failed or stalled handshake is logged with its reason and closed. RFC 5626 keep-alives:
+a double-CRLF ping on a stream is answered with a CRLF pong, and `keep_alive()` pings a connection we opened.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Sequence
-from typing import cast
+import ssl
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, cast
 
 import structlog
 
-from ..errors import SipParseError
+from ..errors import SipParseError, VoiceLiveSipError
 from ..sip.framing import StreamFramer
 from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 from ..sip.transaction_events import Address, Outgoing
+from .tls import TlsContexts, describe_tls_error
 
 log = structlog.get_logger("voicelive_sip.sip.transport")
 
@@ -30,6 +34,10 @@ SendErrorHandler = Callable[[Outgoing, Exception], None]
 
 
 UDP_BUFFER_BYTES = 4 << 20
+STREAM_TRANSPORTS = ("TCP", "TLS")
+PONG_TIMEOUT = 10.0  # RFC 5626 §4.4.1: a ping not answered this long means the flow failed
+MAX_SERVER_NAMES = 1024
+ConnectionKey = tuple[str, Address]  # (transport name, peer address)
 
 
 def _enlarge_buffers(sock: socket.socket | None) -> None:
@@ -71,7 +79,12 @@ class StreamConnection(asyncio.Protocol):
     """One TCP (or TLS) connection: framing in, writes out, an idle timer and a deadline per message."""
 
     def __init__(
-        self, owner: TransportLayer, transport_name: str, *, outbound: Address | None = None
+        self,
+        owner: TransportLayer,
+        transport_name: str,
+        *,
+        outbound: Address | None = None,
+        handshake: ssl.SSLContext | None = None,
     ) -> None:
         self.owner = owner
         self.name = transport_name
@@ -82,20 +95,68 @@ class StreamConnection(asyncio.Protocol):
         self.last_activity = owner.loop.time()
         self.closed = asyncio.get_running_loop().create_future()
         self.counted_source: str | None = None  # set while this inbound connection counts for its source
+        self.secured = handshake is None  # an inbound TLS connection carries SIP only after its handshake
+        self.ping_sent_at: float | None = None  # our unanswered RFC 5626 ping
+        self.answers_pings = False  # the peer has answered a ping: a missing pong then means a dead flow
+        self._handshake = handshake
+        self._early = bytearray()
         self._message_deadline: asyncio.TimerHandle | None = None
         self._deadline_for: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is not None:
+            return  # the TLS layer announcing itself after `start_tls`: already registered
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer is not None:
             self.peer = (peer[0], peer[1])
         if not self.owner.register_connection(self):
             transport.close()
+            return
+        if self._handshake is not None:
+            self.transport.pause_reading()  # not a byte as plain text: `start_tls` takes the stream over
+            self.owner.spawn(self._secure(self._handshake))
+
+    async def _secure(self, context: ssl.SSLContext) -> None:
+        raw = self.transport
+        assert raw is not None and self.peer is not None
+        try:
+            secured = await self.owner.loop.start_tls(
+                raw, self, context, server_side=True, ssl_handshake_timeout=self.owner.handshake_timeout
+            )
+        except (OSError, TimeoutError, ValueError) as error:  # ssl.SSLError is an OSError
+            log.info(
+                "sip.tls_handshake_failed", source=self.peer[0], port=self.peer[1],
+                reason=describe_tls_error(error),
+            )  # fmt: skip
+            raw.close()
+            self.connection_lost(None)
+            return
+        if secured is None:  # closed during the handshake
+            self.connection_lost(None)
+            return
+        self.transport = secured
+        self.secured = True
+        self.last_activity = self.owner.loop.time()
+        if self._early:
+            early, self._early = bytes(self._early), bytearray()
+            self.data_received(early)
+        log.debug(
+            "sip.tls_accepted", source=self.peer[0], port=self.peer[1],
+            version=secured.get_extra_info("ssl_object").version(), peer_certificate=_subject(secured),
+        )  # fmt: skip
 
     def data_received(self, data: bytes) -> None:
         now = self.last_activity = self.owner.loop.time()
         assert self.peer is not None
+        if not self.secured:
+            # Decrypted bytes can arrive before `start_tls` returns the TLS transport that answers must go
+            # through: they wait for it (a plain-text byte cannot get here: reading was paused until then).
+            self._early += data
+            if len(self._early) > self.owner.max_message_size:
+                self.close()
+            return
+        line_breaks, pings = self.framer.keepalive_line_breaks, self.framer.pings
         try:
             items = self.framer.feed(data, now)
         except SipParseError as error:
@@ -104,6 +165,8 @@ class StreamConnection(asyncio.Protocol):
                 self.owner.on_parse_error(error, self.peer, self.name)
             self.close()
             return
+        if self.framer.keepalive_line_breaks != line_breaks:
+            self._keepalive(self.framer.pings - pings)
         self._arm_message_deadline()
         for item in items:
             if not self.owner.admit(self.peer):
@@ -131,6 +194,25 @@ class StreamConnection(asyncio.Protocol):
         log.info("sip.tcp_message_timeout", peer=self.peer, buffered=self.framer.buffered)
         self.close()
 
+    def _keepalive(self, pings: int) -> None:
+        if self.ping_sent_at is not None:
+            self.ping_sent_at = None  # the pong to our ping: a CRLF (RFC 5626 §4.4.1)
+            self.answers_pings = True
+        if pings:
+            self.write(b"\r\n")  # the peer's double-CRLF ping gets its pong (RFC 5626 §3.5.1)
+
+    def ping(self) -> None:
+        """Send an RFC 5626 double-CRLF ping; the flow is dead if a peer that answers pings stops doing so."""
+        now = self.owner.loop.time()
+        if self.ping_sent_at is not None and self.answers_pings and now - self.ping_sent_at > PONG_TIMEOUT:
+            log.info("sip.keepalive_failed", peer=self.peer, transport=self.name)
+            self.close()
+            return
+        if self.ping_sent_at is None:
+            self.ping_sent_at = now
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"\r\n\r\n")  # not activity: a ping must not keep an idle flow open
+
     def write(self, data: bytes) -> None:
         self.last_activity = self.owner.loop.time()
         if self.transport is not None and not self.transport.is_closing():
@@ -141,12 +223,32 @@ class StreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed.done():
+            return
         if self._message_deadline is not None:
             self._message_deadline.cancel()
             self._message_deadline = None
         self.owner.unregister_connection(self)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _subject(transport: asyncio.BaseTransport) -> str | None:
+    """The peer certificate's subject as text (mutual TLS), for the logs."""
+    certificate = transport.get_extra_info("peercert")
+    if not certificate:
+        return None
+    return ",".join(f"{k}={v}" for rdn in certificate.get("subject", ()) for k, v in rdn)
+
+
+class ConnectFailed(VoiceLiveSipError, ConnectionError):
+    """A connection we opened failed (refused, timed out, or its TLS handshake or certificate check)."""
+
+    def __init__(self, transport: str, destination: Address, reason: str) -> None:
+        super().__init__(f"{transport} connection to {destination[0]}:{destination[1]} failed: {reason}")
+        self.transport = transport
+        self.destination = destination
+        self.reason = reason
 
 
 class _RefusalLog:
@@ -173,7 +275,7 @@ class _RefusalLog:
 
 
 class TransportLayer:
-    """UDP and TCP listening on one port; sends `Outgoing` items and delivers parsed messages."""
+    """UDP and TCP listening on one port, TLS on another; sends `Outgoing` items, delivers parsed messages."""
 
     def __init__(
         self,
@@ -189,6 +291,7 @@ class TransportLayer:
         max_message_size: int = MAX_MESSAGE_SIZE,
         connect_timeout: float = 5.0,
         max_pending_writes: int = 64,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.on_message = on_message
@@ -203,24 +306,46 @@ class TransportLayer:
         self.max_message_size = max_message_size
         self.connect_timeout = connect_timeout
         self.max_pending_writes = max_pending_writes
+        self.tls = tls
+        self.handshake_timeout = tls.handshake_timeout if tls is not None else 10.0
         self.udp: asyncio.DatagramTransport | None = None
         self.tcp_server: asyncio.Server | None = None
+        self.tls_server: asyncio.Server | None = None
         self.address: Address = ("0.0.0.0", 0)
-        self.connections: dict[Address, StreamConnection] = {}
+        self.tls_address: Address | None = None
+        self.connections: dict[ConnectionKey, StreamConnection] = {}
+        # The name a TLS destination's certificate must carry (SNI and the check), when it is not its IP.
+        self.server_names: dict[Address, str] = {}
         # Inbound connections per source IP; an entry goes when its count reaches 0, so at most
         # max_connections entries.
         self._per_source: dict[str, int] = {}
         self._refusals = _RefusalLog()
-        self._connecting: dict[Address, list[Outgoing]] = {}
+        self._connecting: dict[ConnectionKey, list[Outgoing]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_handle: asyncio.TimerHandle | None = None
 
     @property
     def transports(self) -> list[str]:
-        return [name for name, on in (("UDP", self.udp), ("TCP", self.tcp_server)) if on is not None]
+        servers = (("UDP", self.udp), ("TCP", self.tcp_server), ("TLS", self.tls_server))
+        return [name for name, on in servers if on is not None]
 
-    async def start(self, host: str, port: int, transports: Sequence[str]) -> Address:
-        """Bind the requested transports on one port; with port 0, find a port free for both."""
+    def spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(
+        self, host: str, port: int, transports: Sequence[str], tls_port: int | None = None
+    ) -> Address:
+        """Bind the requested transports on one port (with port 0, one free for both), and the TLS listener
+        on `tls_port` when there is a server certificate."""
+        if self.tls is not None and self.tls.server is not None and tls_port is not None:
+            server = self.tls.server
+            self.tls_server = await self.loop.create_server(
+                lambda: StreamConnection(self, "TLS", handshake=server),
+                host=host, port=tls_port, reuse_address=True,
+            )  # fmt: skip
+            self.tls_address = (host, self.tls_server.sockets[0].getsockname()[1])
         wanted = {t.upper() for t in transports}
         for _ in range(20):
             try:
@@ -231,7 +356,10 @@ class TransportLayer:
                 continue  # the UDP port was free but its TCP twin was not: try another
             self.address = bound
             self._schedule_idle_check()
-            log.info("sip.transport_started", address=bound, transports=sorted(wanted))
+            log.info(
+                "sip.transport_started",
+                address=bound, transports=sorted(wanted), tls_address=self.tls_address,
+            )  # fmt: skip
             return bound
         raise OSError("no port free for both UDP and TCP")
 
@@ -271,38 +399,66 @@ class TransportLayer:
                 return
             self.udp.sendto(out.data, out.destination)
             return
-        connection = self.connections.get(out.destination)
+        if out.transport not in STREAM_TRANSPORTS:
+            self.on_send_error(out, OSError(f"unknown transport {out.transport}"))
+            return
+        key = (out.transport, out.destination)
+        connection = self.connections.get(key)
         if connection is not None:
             connection.write(out.data)
             return
-        pending = self._connecting.get(out.destination)
+        pending = self._connecting.get(key)
         if pending is not None:
             if len(pending) < self.max_pending_writes:
                 pending.append(out)
             return
-        self._connecting[out.destination] = [out]
-        task = self.loop.create_task(self._connect(out.destination, out.transport))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._connecting[key] = [out]
+        self.spawn(self._connect(out.destination, out.transport))
+
+    def name_destination(self, destination: Address, server_name: str) -> None:
+        """The host name a TLS connection to `destination` must be verified against (and sent as SNI)."""
+        if len(self.server_names) >= MAX_SERVER_NAMES and destination not in self.server_names:
+            self.server_names.pop(next(iter(self.server_names)))
+        self.server_names[destination] = server_name
 
     async def _connect(self, destination: Address, transport_name: str) -> None:
+        key = (transport_name, destination)
+        server_name = self.server_names.get(destination, destination[0])
         try:
             if len(self.connections) >= self.max_connections:
                 raise OSError("TCP connection limit reached")
-            async with asyncio.timeout(self.connect_timeout):
+            secure = transport_name == "TLS"
+            client: ssl.SSLContext | None = None
+            if secure:
+                client = self.tls.client if self.tls is not None else ssl.create_default_context()
+            async with asyncio.timeout(self.connect_timeout + (self.handshake_timeout if secure else 0)):
                 _, connection = await self.loop.create_connection(
                     lambda: StreamConnection(self, transport_name, outbound=destination),
                     host=destination[0],
                     port=destination[1],
                     family=socket.AF_INET6 if ":" in destination[0] else socket.AF_INET,
+                    ssl=client,
+                    server_hostname=server_name if secure else None,
+                    ssl_handshake_timeout=self.handshake_timeout if secure else None,
                 )
-        except (OSError, TimeoutError) as error:
-            for out in self._connecting.pop(destination, []):
-                self.on_send_error(out, error)
-            log.info("sip.tcp_connect_failed", destination=destination, error=str(error))
+        except (OSError, TimeoutError, ValueError) as error:  # ssl errors are OSErrors (or ValueErrors)
+            reason = describe_tls_error(error) if transport_name == "TLS" else str(error)
+            failure = ConnectFailed(transport_name, destination, reason)
+            for out in self._connecting.pop(key, []):
+                self.on_send_error(out, failure)
+            event = "sip.tls_connect_failed" if transport_name == "TLS" else "sip.tcp_connect_failed"
+            log.info(event, destination=destination, server_name=server_name, error=reason)
             return
-        for out in self._connecting.pop(destination, []):
+        for out in self._connecting.pop(key, []):
             connection.write(out.data)
+
+    def keep_alive(self, destination: Address, transport_name: str) -> bool:
+        """Ping our connection to `destination` (RFC 5626 §4.4.1); False when there is none to ping."""
+        connection = self.connections.get((transport_name, destination))
+        if connection is None or connection.outbound_key is None:
+            return False
+        connection.ping()
+        return True
 
     # -- connection bookkeeping ----------------------------------------------------------------------------
     def register_connection(self, connection: StreamConnection) -> bool:
@@ -320,9 +476,9 @@ class TransportLayer:
                 return False
             self._per_source[source] = count + 1
             connection.counted_source = source
-        self.connections[connection.peer] = connection
+        self.connections[(connection.name, connection.peer)] = connection
         if connection.outbound_key is not None and connection.outbound_key != connection.peer:
-            self.connections[connection.outbound_key] = connection
+            self.connections[(connection.name, connection.outbound_key)] = connection
         return True
 
     def unregister_connection(self, connection: StreamConnection) -> None:
@@ -353,12 +509,14 @@ class TransportLayer:
             task.cancel()
         if self.udp is not None:
             self.udp.close()
-        if self.tcp_server is not None:
-            self.tcp_server.close()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                server.close()
         connections = {id(c): c for c in self.connections.values()}.values()
         for connection in connections:
             connection.close()
         for connection in connections:
             await connection.closed
-        if self.tcp_server is not None:
-            await self.tcp_server.wait_closed()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                await server.wait_closed()

@@ -123,6 +123,11 @@ class RegistrationBinding:
         self._fail(401, f"authentication rejected by {realm}: wrong username or password?")
         self._due = now + AUTH_RETRY
 
+    def flow_failed(self, now: float) -> None:
+        """The connection the binding was made over is gone (RFC 5626 §4.4.1): refresh over a new one now."""
+        if self.bound and self._due is not None:
+            self._due = min(self._due, now)
+
     def stopped(self, status_code: int | None) -> None:
         """Unregistered (Expires: 0 answered, or given up): nothing is due any more."""
         self._due = None

@@ -26,6 +26,9 @@ class StreamFramer:
         self.max_size = max_size
         self._buffer = bytearray()
         self._pending_since: float | None = None
+        # RFC 5626 keep-alives between messages: every CRLF (a pong is one) and every double CRLF (a ping).
+        self.keepalive_line_breaks = 0
+        self.pings = 0
 
     @property
     def buffered(self) -> int:
@@ -54,6 +57,9 @@ class StreamFramer:
             while start < len(self._buffer) and self._buffer[start] in (0x0D, 0x0A):
                 start += 1
             if start:
+                breaks = self._buffer.count(b"\n", 0, start)
+                self.keepalive_line_breaks += breaks
+                self.pings += breaks // 2  # a double CRLF; a ping split across two reads goes unanswered
                 del self._buffer[:start]
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
