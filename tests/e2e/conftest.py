@@ -12,9 +12,10 @@ import socket
 import subprocess
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ from tests.interop.conftest import (
     Process,
     Processes,
     free_port,
+    pki,
     processes,
     sipp,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "SpeechAudio",
     "free_sip_port",
     "free_udp_range",
+    "pki",
     "processes",
     "require_binary",
     "sipp",
@@ -224,6 +227,16 @@ class Baresip:
         user = "bob" if self.role == "uas" else "alice"
         return f"sip:{user}@{LOCALHOST}:{self.sip_port}"
 
+    @property
+    def tls_port(self) -> int:
+        """Where baresip listens for SIP over TLS (if its config has a sip_certificate): SIP port + 1."""
+        return self.sip_port + 1
+
+    @property
+    def tls_uri(self) -> str:
+        user = "bob" if self.role.startswith("uas") else "alice"
+        return f"sip:{user}@{LOCALHOST}:{self.tls_port};transport=tls"
+
     async def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until ctrl_tcp accepts connections (baresip has loaded its modules and bound SIP by then)."""
         deadline = time.monotonic() + timeout
@@ -275,20 +288,25 @@ class Baresip:
         return self.process.output()
 
 
-StartBaresip = Callable[[str], Baresip]
+class StartBaresip(Protocol):
+    """Starts baresip with the config of tests/e2e/baresip/ROLE; `values` fill its own placeholders."""
+
+    def __call__(self, role: str, values: Mapping[str, str] | None = None) -> Baresip: ...
 
 
 @pytest.fixture
 def baresip(processes: Processes, speech_audio: SpeechAudio) -> Iterator[StartBaresip]:
-    """Starts baresip as `"uac"` or `"uas"`, silence as its microphone; all are killed at teardown."""
+    """Starts baresip as `"uac"` or `"uas"` (or a role of tests/e2e/baresip with `values` for its extra
+    placeholders, e.g. `"uas_tls"`), silence as its microphone; all are killed at teardown."""
     binary = require_binary("baresip")
 
-    def start(role: str) -> Baresip:
+    def start(role: str, values: Mapping[str, str] | None = None) -> Baresip:
         directory = processes.workdir / f"baresip_{role}"
         recordings = directory / "recordings"
         recordings.mkdir(parents=True)
         sip_port, ctrl_port, rtp_first = free_sip_port(), free_port(), free_udp_range(20)
-        values = {
+        placeholders = {
+            **(values or {}),
             "SIP_PORT": str(sip_port),
             "CTRL_PORT": str(ctrl_port),
             "RTP_FIRST": str(rtp_first),
@@ -298,7 +316,7 @@ def baresip(processes: Processes, speech_audio: SpeechAudio) -> Iterator[StartBa
         }
         for name in ("config", "accounts"):
             text = (BARESIP_CONFIGS / role / name).read_text()
-            for key, value in values.items():
+            for key, value in placeholders.items():
                 text = text.replace(f"@{key}@", value)
             (directory / name).write_text(text)
         (directory / "contacts").write_text("")

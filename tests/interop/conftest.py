@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.certs import pki as pki  # the session's test CA and certificates, for the TLS tests
+
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "scenarios"
 KAMAILIO_CFG = HERE / "kamailio" / "kamailio.cfg"
