@@ -54,6 +54,8 @@ def read_pcap(path: Path) -> list[Datagram]:
     offset = 24
     while offset + 16 <= len(data):
         _, _, captured, _ = struct.unpack(order + "IIII", data[offset : offset + 16])
+        if offset + 16 + captured > len(data):
+            break  # a record tcpdump is still writing
         frame = data[offset + 16 : offset + 16 + captured]
         offset += 16 + captured
         if linktype == _LINKTYPE_ETHERNET and len(frame) >= 14:
@@ -205,6 +207,10 @@ class PacketCapture:
                 raise AssertionError(f"tcpdump did not start: {capture.process.output()}")
             await asyncio.sleep(0.02)
         return capture
+
+    def so_far(self) -> list[Datagram]:
+        """What tcpdump has captured until now (it writes each packet at once)."""
+        return read_pcap(self.path) if self.path.exists() else []
 
     async def stop(self) -> list[Datagram]:
         """End tcpdump (it flushes on SIGTERM) and return what it captured."""
