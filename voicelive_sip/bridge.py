@@ -38,7 +38,7 @@ from .media import DtmfReceived, MediaLeg, MediaTimeout
 from .metrics import GatewayMetrics
 from .recording import CallRecorder, recording_path
 from .rtp.clock import MediaClock
-from .rtp.session import PortPool, RtpSession
+from .rtp.session import PortPool, RtpSession, RtpSessionStats
 from .sdp import NegotiatedMedia
 from .sip.uri import Uri
 from .targets import TargetPattern, allowed
@@ -177,6 +177,8 @@ class CallSummary:
     packets_received: int = 0
     packets_lost: int = 0
     jitter_ms: float = 0.0
+    srtp_suite: str | None = None  # the SRTP suite at the end of the call; None for plain RTP
+    srtp_dropped: dict[str, int] = field(default_factory=dict)  # received packets that failed SRTP, by kind
     barge_ins: int = 0
     first_agent_audio_ms: float | None = None
     input_tokens: int = 0
@@ -673,6 +675,9 @@ class CallSession:
         s.packets_received = stats.packets_received
         s.packets_lost = stats.cumulative_lost
         s.jitter_ms = round(stats.jitter_ms, 2)
+        if isinstance(stats, RtpSessionStats):  # SRTP is the RTP leg's; another leg has its own security
+            s.srtp_suite = stats.srtp_suite
+            s.srtp_dropped = {"auth": stats.srtp_auth_failures, "replay": stats.srtp_replays}
         s.voicelive_reconnects = self.voicelive.reconnects
         if self.call.ended and not s.end_reason:
             ended = await self.call.wait_ended()
@@ -699,6 +704,8 @@ class CallSession:
             packets_received=s.packets_received,
             packets_lost=s.packets_lost,
             jitter_ms=s.jitter_ms,
+            srtp=s.srtp_suite,
+            srtp_dropped=sum(s.srtp_dropped.values()),
             barge_ins=s.barge_ins,
             answer_ms=round(s.answered_after_ms) if s.answered_after_ms is not None else None,
             first_agent_audio_ms=round(s.first_agent_audio_ms)
@@ -735,6 +742,7 @@ def _apply_media(rtp: RtpSession, peer_host: str | None, trusted: bool, media: N
         ptime=media.ptime,
         peer_host=peer_host,
         confirm_first=confirm_first,
+        srtp=media.srtp,
     )
     rtp.set_direction(media.local_direction)
 

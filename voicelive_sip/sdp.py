@@ -17,6 +17,7 @@ from typing import Final, Literal, TypeGuard
 
 from .codecs.names import Codec
 from .errors import RemoteProtocolError
+from .sdes import SUITES, CryptoNotUsable, SdesKey, SrtpKeys, SrtpPolicy, parse_key, redact, srtp_policy
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 
@@ -59,9 +60,10 @@ STATIC_PAYLOAD_TYPES: Final = MappingProxyType(
 # The codecs this stack can carry end to end (G.711 pass-through to Voice Live), with their static types.
 G711_PAYLOAD_TYPES: Final = MappingProxyType({codec.value: codec.payload_type for codec in Codec})
 DEFAULT_DTMF_EVENTS: Final = "0-16"
-# RFC 4568 §6.2: the SDES suites whose master key+salt is 30 bytes (128-bit key, 112-bit salt).
-SRTP_SUITES: Final = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
-SRTP_KEY_SALT_LENGTH: Final = 30
+# The SDES suites we offer and accept, in our order of preference (voicelive_sip.sdes).
+SRTP_SUITES: Final = tuple(SUITES)
+# A fixed `srtp_key` for answer_offer (reproducible answers): enough key and salt for any suite we support.
+SRTP_KEY_SALT_LENGTH: Final = max(suite.key_salt_length for suite in SUITES.values())
 
 _DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
 _PLAIN_RTP_PROTOS: Final = ("RTP/AVP", "RTP/AVPF")
@@ -80,6 +82,10 @@ class MediaNotAcceptable(SdpError):
 
 class NoCommonCodec(MediaNotAcceptable):
     """The offer (or answer) has no usable audio stream with a codec we support: 488 Not Acceptable Here."""
+
+
+class SrtpNotAcceptable(MediaNotAcceptable):
+    """Every audio stream was refused for SRTP (MEDIA_SRTP off or required, no usable a=crypto): 488."""
 
 
 def media_address_problem(host: str) -> str | None:
@@ -132,6 +138,10 @@ class Attribute:
 
     def __str__(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
+
+    def __repr__(self) -> str:
+        value = self.value if self.value is None or self.name != "crypto" else redact(self.value)
+        return f"Attribute(name={self.name!r}, value={value!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,15 +258,20 @@ class Crypto:
 
     tag: int
     suite: str
-    key_params: str
-    session_params: tuple[str, ...] = ()
+    key_params: str = field(repr=False)  # holds the key
+    session_params: tuple[str, ...] = field(default=(), repr=False)  # FEC_KEY may hold one
 
     @classmethod
     def parse(cls, value: str) -> Crypto:
         parts = value.split()
-        if len(parts) < 3 or not parts[0].isdigit() or not parts[0].isascii():
-            raise SdpError(f"malformed a=crypto: {value!r}")
+        # RFC 4568 §9.1: tag = 1*9DIGIT. The message leaves the value out: it may hold a key.
+        if len(parts) < 3 or not parts[0].isdigit() or not parts[0].isascii() or len(parts[0]) > 9:
+            raise SdpError("malformed a=crypto: expected <tag> <suite> <key-params>")
         return cls(int(parts[0]), parts[1], parts[2], tuple(parts[3:]))
+
+    def key(self) -> SdesKey:
+        """The line's master key, held to what we can honour (`sdes.parse_key`); CryptoNotUsable says why."""
+        return parse_key(self.tag, self.suite, self.key_params, self.session_params)
 
     @property
     def key_salt(self) -> bytes | None:
@@ -675,6 +690,9 @@ class NegotiatedMedia:
     remote_crypto: Crypto | None = None
     local_crypto: Crypto | None = None
     media_index: int = 0
+    proto: str = "RTP/AVP"
+    # The SRTP keys (ours to send, the peer's to receive), or None for plain RTP.
+    srtp: SrtpKeys | None = None
 
     @property
     def sends(self) -> bool:
@@ -794,18 +812,65 @@ def _remote_rtcp(media: MediaDescription, host: str, rtcp_mux: bool) -> tuple[st
     return host, media.port + 1 if media.port < 65535 else media.port
 
 
-def _srtp_crypto(key: bytes, tag: int, suite: str) -> Crypto:
-    return Crypto(tag, suite, "inline:" + base64.b64encode(key).decode("ascii"))
+def _usable_crypto(media: MediaDescription) -> tuple[tuple[Crypto, SdesKey] | None, list[str]]:
+    """The first a=crypto line we can honour and its key, and why the lines before it could not be used."""
+    # RFC 4568 §7.1.2: the answerer takes the first offered line it supports (the offer lists them in the
+    # offerer's order of preference) and echoes its tag and suite with a key of its own.
+    problems: list[str] = []
+    for value in _attribute_values(media.attributes, "crypto"):
+        try:
+            crypto = Crypto.parse(value)
+            return (crypto, crypto.key()), problems
+        except (SdpError, CryptoNotUsable) as error:
+            problems.append(str(error))
+    return None, problems
 
 
-def _pick_crypto(media: MediaDescription) -> Crypto | None:
-    # RFC 4568 §7.1.2: the answerer picks one offered crypto line it supports and echoes its tag.
-    for crypto in media.crypto:
-        key_salt = crypto.key_salt
-        usable_key = key_salt is not None and len(key_salt) == SRTP_KEY_SALT_LENGTH
-        if crypto.suite in SRTP_SUITES and not crypto.session_params and usable_key:
-            return crypto
-    return None
+def _stream_srtp(
+    media: MediaDescription, policy: SrtpPolicy
+) -> tuple[tuple[Crypto, SdesKey] | None, str | None]:
+    """The a=crypto line (and key) to answer `media` with, None for plain RTP; or why `policy` refuses it."""
+    savp = media.proto in _SRTP_PROTOS
+    if policy == "off":
+        return None, f"m=audio {media.proto} needs SRTP, which is off (MEDIA_SRTP=off)" if savp else None
+    chosen, problems = _usable_crypto(media)
+    if chosen is not None:
+        return chosen, None
+    why = "; ".join(problems) or "none offered"
+    if savp:
+        return None, f"m=audio {media.proto} has no usable a=crypto ({why})"
+    if policy == "required":
+        return (
+            None,
+            f"SRTP is required (MEDIA_SRTP=required): m=audio {media.proto} has no usable a=crypto ({why})",
+        )
+    # Best-effort SRTP (RTP/AVP with a=crypto, as Asterisk and FreeSWITCH offer it): no usable key, plain RTP.
+    return None, None
+
+
+def _answer_key(remote: SdesKey, current: SrtpKeys | None, fixed: bytes | None) -> SdesKey:
+    # RFC 4568 §7.1.4: an offer in the dialog that repeats the peer's key continues the SRTP session, so ours
+    # stays too (both contexts keep their rollover counters and replay windows); a new key from the peer is a
+    # re-key, answered with a new key of ours.
+    if current is not None and current.remote == remote:
+        return current.local
+    if fixed is not None:
+        return SdesKey(remote.suite, fixed[: remote.suite.key_salt_length])
+    return SdesKey.generate(remote.suite)
+
+
+def _policy(srtp: SrtpPolicy | bool) -> SrtpPolicy:
+    # The earlier boolean spelling: True meant "an SRTP offer may be answered" (optional), False plain only.
+    if isinstance(srtp, bool):
+        return "optional" if srtp else "off"
+    return srtp_policy(srtp)
+
+
+def _no_stream(priority: Sequence[str], reasons: Sequence[str], srtp_refusals: int) -> MediaNotAcceptable:
+    detail = "; ".join(reasons) if reasons else "the offer has no active audio stream"
+    if reasons and srtp_refusals == len(reasons):
+        return SrtpNotAcceptable(detail)
+    return NoCommonCodec(f"no common audio codec with {'/'.join(priority)}: {detail}")
 
 
 def _rejected(media: MediaDescription) -> MediaDescription:
@@ -822,7 +887,7 @@ def _audio_section(
     ptime: int,
     direction: Direction,
     rtcp_mux: bool,
-    crypto: Crypto | None,
+    crypto: Sequence[Crypto],
 ) -> MediaDescription:
     formats = [str(payload_type) for _, payload_type in codecs]
     attributes = [Attribute("rtpmap", f"{payload_type} {name}/8000") for name, payload_type in codecs]
@@ -833,8 +898,7 @@ def _audio_section(
     attributes.append(Attribute("ptime", str(ptime)))
     if rtcp_mux:
         attributes.append(Attribute("rtcp-mux"))
-    if crypto is not None:
-        attributes.append(Attribute("crypto", str(crypto)))
+    attributes.extend(Attribute("crypto", str(line)) for line in crypto)
     attributes.append(Attribute(direction))
     return MediaDescription("audio", port, proto, tuple(formats), attributes=tuple(attributes))
 
@@ -861,25 +925,29 @@ def choose_codec(
     offer: SessionDescription,
     codecs: Sequence[str] = ("PCMU", "PCMA"),
     *,
-    srtp: bool = False,
+    srtp: SrtpPolicy | bool = "off",
     initial: bool = False,
 ) -> Codec:
     """The codec `answer_offer` will settle on for `offer`: our priority among its first usable audio stream.
 
     Called once per call as the INVITE arrives; the choice is stored and the answer carries only that codec.
-    Raises NoCommonCodec (answer 488), or SdpError when the usable stream has no address.
+    `srtp` is the policy (MEDIA_SRTP) the stream must meet. Raises NoCommonCodec or SrtpNotAcceptable (answer
+    488), or SdpError when the usable stream has no address.
     """
     priority = _check_codecs(codecs)
+    policy = _policy(srtp)
     reasons: list[str] = []
+    srtp_refusals = 0
     for media in offer.media:
         if media.media != "audio" or media.port == 0:
             continue
-        if media.proto in _SRTP_PROTOS:
-            if not srtp or _pick_crypto(media) is None:
-                reasons.append(f"m=audio {media.proto} without an SDES crypto suite we can use")
-                continue
-        elif media.proto not in _PLAIN_RTP_PROTOS:
+        if media.proto not in _SRTP_PROTOS and media.proto not in _PLAIN_RTP_PROTOS:
             reasons.append(f"m=audio with unsupported transport {media.proto}")
+            continue
+        refused = _stream_srtp(media, policy)[1]
+        if refused is not None:
+            reasons.append(refused)
+            srtp_refusals += 1
             continue
         codecs_offered = media.codecs()
         offered = {_g711_name(rtpmap) for rtpmap in codecs_offered.values()}
@@ -896,8 +964,7 @@ def choose_codec(
             # delivers datagrams sent to 0.0.0.0 to the local host, so it is no address to be given.
             raise MediaNotAcceptable(f"c= names the unspecified address {connection.host} in a new call")
         return Codec(chosen)
-    detail = "; ".join(reasons) if reasons else "the offer has no active audio stream"
-    raise NoCommonCodec(f"no common audio codec with {'/'.join(priority)}: {detail}")
+    raise _no_stream(priority, reasons, srtp_refusals)
 
 
 def answer_offer(
@@ -911,30 +978,35 @@ def answer_offer(
     ptime: int = 20,
     local_direction: Direction = "sendrecv",
     rtcp_mux: bool = True,
+    srtp: SrtpPolicy | None = None,
+    srtp_keys: SrtpKeys | None = None,
     srtp_key: bytes | None = None,
 ) -> tuple[SessionDescription, NegotiatedMedia]:
     """Answer `offer` as a UAS (RFC 3264 §6): accept its first usable audio stream, reject the rest.
 
-    Raises NoCommonCodec (answer 488) when no audio stream carries one of `codecs`.
+    `srtp` is the policy (MEDIA_SRTP; by default off, or optional when `srtp_key` is given); `srtp_keys` the
+    keys of the dialog so far (an offer repeating the peer's key keeps ours); `srtp_key` a fixed key||salt to
+    answer with instead of a fresh one (reproducible tests). Raises NoCommonCodec or SrtpNotAcceptable (488).
     """
     priority = _check_codecs(codecs)
     _check_local(local_port, local_direction, ptime, srtp_key)
+    policy = srtp_policy(srtp) if srtp is not None else ("optional" if srtp_key is not None else "off")
     answer_media: list[MediaDescription] = []
     negotiated: NegotiatedMedia | None = None
     reasons: list[str] = []
+    srtp_refusals = 0
     for index, media in enumerate(offer.media):
         if negotiated is not None or media.media != "audio" or media.port == 0:
             answer_media.append(_rejected(media))
             continue
-        crypto: Crypto | None = None
-        if media.proto in _SRTP_PROTOS:
-            crypto = _pick_crypto(media) if srtp_key is not None else None
-            if crypto is None:
-                reasons.append(f"m=audio {media.proto} without an SDES crypto suite we can use")
-                answer_media.append(_rejected(media))
-                continue
-        elif media.proto not in _PLAIN_RTP_PROTOS:
+        if media.proto not in _SRTP_PROTOS and media.proto not in _PLAIN_RTP_PROTOS:
             reasons.append(f"m=audio with unsupported transport {media.proto}")
+            answer_media.append(_rejected(media))
+            continue
+        chosen_crypto, refused = _stream_srtp(media, policy)
+        if refused is not None:
+            reasons.append(refused)
+            srtp_refusals += 1
             answer_media.append(_rejected(media))
             continue
         codecs_offered = media.codecs()
@@ -960,9 +1032,11 @@ def answer_offer(
         direction = _answer_direction(local_direction, offered_direction)
         negotiated_ptime = _negotiate_ptime(media, offer, ptime)
         mux = rtcp_mux and media.rtcp_mux
-        local_crypto = (
-            None if crypto is None or srtp_key is None else _srtp_crypto(srtp_key, crypto.tag, crypto.suite)
-        )
+        crypto = local_crypto = keys = None
+        if chosen_crypto is not None:
+            crypto, remote_key = chosen_crypto
+            keys = SrtpKeys(_answer_key(remote_key, srtp_keys, srtp_key), remote_key, crypto.tag)
+            local_crypto = Crypto(crypto.tag, crypto.suite, keys.local.inline)
         answer_media.append(
             _audio_section(
                 port=local_port,
@@ -972,7 +1046,7 @@ def answer_offer(
                 ptime=negotiated_ptime,
                 direction=direction,
                 rtcp_mux=mux,
-                crypto=local_crypto,
+                crypto=() if local_crypto is None else (local_crypto,),
             )
         )
         negotiated = NegotiatedMedia(
@@ -990,10 +1064,11 @@ def answer_offer(
             remote_crypto=crypto,
             local_crypto=local_crypto,
             media_index=index,
+            proto=media.proto,
+            srtp=keys,
         )
     if negotiated is None:
-        detail = "; ".join(reasons) if reasons else "the offer has no active audio stream"
-        raise NoCommonCodec(f"no common audio codec with {'/'.join(priority)}: {detail}")
+        raise _no_stream(priority, reasons, srtp_refusals)
     answer = session.stamp(_local_description(local_address, answer_media))
     return answer, negotiated
 
@@ -1018,22 +1093,35 @@ def build_offer(
     ptime: int = 20,
     direction: Direction = "sendrecv",
     rtcp_mux: bool = False,
-    srtp_key: bytes | None = None,
+    srtp: SrtpPolicy = "off",
+    srtp_keys: Sequence[SdesKey] = (),
 ) -> SessionDescription:
-    """Our offer as a UAC (RFC 3264 §5): one audio stream, G.711 in `codecs` order, telephone-event."""
+    """Our offer as a UAC (RFC 3264 §5): one audio stream, G.711 in `codecs` order, telephone-event.
+
+    `srtp`: off offers RTP/AVP; optional RTP/AVP with a=crypto (best effort: SRTP only if the answer takes one
+    of our keys); required RTP/SAVP. `srtp_keys` are our keys, one a=crypto line each (tags 1, 2, ...).
+    """
     priority = _check_codecs(codecs)
-    _check_local(local_port, direction, ptime, srtp_key)
+    _check_local(local_port, direction, ptime, None)
+    policy = srtp_policy(srtp)
     if dtmf and not 96 <= dtmf_payload_type <= 127:
         raise ValueError(f"dtmf_payload_type must be dynamic (96..127), got {dtmf_payload_type}")
+    if policy != "off" and not srtp_keys:
+        raise ValueError(f"an offer with MEDIA_SRTP={policy} needs srtp_keys")
+    crypto = (
+        []
+        if policy == "off"
+        else [Crypto(tag, key.suite.name, key.inline) for tag, key in enumerate(srtp_keys, 1)]
+    )
     media = _audio_section(
         port=local_port,
-        proto="RTP/AVP" if srtp_key is None else "RTP/SAVP",
+        proto="RTP/SAVP" if policy == "required" else "RTP/AVP",
         codecs=[(name, G711_PAYLOAD_TYPES[name]) for name in dict.fromkeys(priority)],
         dtmf=(dtmf_payload_type, DEFAULT_DTMF_EVENTS) if dtmf else None,
         ptime=ptime,
         direction=direction,
         rtcp_mux=rtcp_mux,
-        crypto=None if srtp_key is None else _srtp_crypto(srtp_key, 1, SRTP_SUITES[0]),
+        crypto=crypto,
     )
     return session.stamp(_local_description(local_address, [media]))
 
@@ -1077,19 +1165,7 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
     dtmf_type = _telephone_event(their_codecs, 8000) if offered_dtmf else None
     remote_direction = _effective_remote_direction(answer.media_direction(theirs), connection)
     local_direction = _answer_direction(offer.media_direction(ours), remote_direction)
-    remote_crypto: Crypto | None = None
-    local_crypto: Crypto | None = None
-    if ours.proto in _SRTP_PROTOS:
-        # RFC 4568 §7.1.3: the answer's crypto line must echo the tag and suite of one we offered.
-        for crypto in theirs.crypto:
-            local_crypto = next(
-                (mine for mine in ours.crypto if mine.tag == crypto.tag and mine.suite == crypto.suite), None
-            )
-            if local_crypto is not None:
-                remote_crypto = crypto
-                break
-        if remote_crypto is None:
-            raise SdpError("the SRTP answer has no a=crypto line matching one we offered")
+    remote_crypto, local_crypto, keys = _answered_crypto(ours, theirs)
     mux = ours.rtcp_mux and theirs.rtcp_mux
     return NegotiatedMedia(
         codec=Codec(chosen[0]),
@@ -1106,7 +1182,31 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
         remote_crypto=remote_crypto,
         local_crypto=local_crypto,
         media_index=index,
+        proto=theirs.proto,
+        srtp=keys,
     )
+
+
+def _answered_crypto(
+    ours: MediaDescription, theirs: MediaDescription
+) -> tuple[Crypto | None, Crypto | None, SrtpKeys | None]:
+    """(their line, our line it answers, the keys) for an answer to our `ours`; all None for plain RTP."""
+    offered = ours.crypto
+    if not offered:
+        return None, None, None  # we offered plain RTP: an a=crypto in the answer means nothing
+    if not theirs.has_attribute("crypto"):
+        if ours.proto in _SRTP_PROTOS:
+            raise SdpError("the SRTP answer has no a=crypto line")
+        return None, None, None  # best effort: the answerer chose plain RTP
+    # RFC 4568 §7.1.3: the answer's crypto line must echo the tag and suite of one we offered.
+    for crypto in theirs.crypto:
+        mine = next((line for line in offered if line.tag == crypto.tag and line.suite == crypto.suite), None)
+        if mine is not None:
+            try:
+                return crypto, mine, SrtpKeys(mine.key(), crypto.key(), crypto.tag)
+            except CryptoNotUsable as error:
+                raise MediaNotAcceptable(str(error)) from None
+    raise SdpError("the answer has no a=crypto line matching one we offered (RFC 4568 §7.1.3)")
 
 
 __all__ = [
@@ -1129,6 +1229,7 @@ __all__ = [
     "RtpMap",
     "SdpError",
     "SessionDescription",
+    "SrtpNotAcceptable",
     "answer_offer",
     "build_offer",
     "choose_codec",

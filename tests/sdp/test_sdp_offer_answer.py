@@ -22,6 +22,8 @@ from voicelive_sip.sdp import (
     build_offer,
     parse_answer,
 )
+from voicelive_sip.sdes import SUITES, SdesKey
+from voicelive_sip.sdp import SrtpNotAcceptable
 
 DATA = Path(__file__).parent / "data"
 LOCAL = "10.1.2.3"
@@ -201,13 +203,28 @@ def test_second_audio_stream_is_rejected_and_order_kept() -> None:
     assert media.remote_rtp == ("192.0.2.1", 4000)
 
 
-def test_srtp_offer_without_key_is_rejected() -> None:
-    with pytest.raises(NoCommonCodec, match="crypto"):
+def test_srtp_offer_to_a_gateway_with_srtp_off_is_refused() -> None:
+    with pytest.raises(SrtpNotAcceptable, match="MEDIA_SRTP=off"):
         answer(offer_from("srtp_offer.sdp"))
 
 
+def test_the_rfc_4568_example_offer_has_no_line_we_can_honour() -> None:
+    # AES_256 is not a suite we support, and the two others carry an MKI (every packet would carry it).
+    with pytest.raises(SrtpNotAcceptable) as refused:
+        answer(offer_from("srtp_offer.sdp"), srtp="optional")
+    assert "a=crypto:1 AES_256_CM_HMAC_SHA1_80: unknown crypto suite" in str(refused.value)
+    assert "a=crypto:2 AES_CM_128_HMAC_SHA1_80: MKI is not supported" in str(refused.value)
+
+
 def test_srtp_offer_answered_with_first_supported_suite_and_our_key() -> None:
-    sdp, media = answer(offer_from("srtp_offer.sdp"), srtp_key=KEY)
+    offer = offer_from("srtp_offer.sdp")
+    offer = replace(
+        offer, media=(replace(offer.media[0], attributes=tuple(
+            Attribute(a.name, a.value.split("|")[0]) if a.name == "crypto" and a.value else a
+            for a in offer.media[0].attributes
+        )),),
+    )  # fmt: skip
+    sdp, media = answer(offer, srtp_key=KEY)
     (audio,) = sdp.media
     assert audio.proto == "RTP/SAVP"
     expected = Crypto(2, "AES_CM_128_HMAC_SHA1_80", "inline:" + base64.b64encode(KEY).decode())
@@ -216,6 +233,9 @@ def test_srtp_offer_answered_with_first_supported_suite_and_our_key() -> None:
     assert media.remote_crypto is not None
     assert media.remote_crypto.tag == 2
     assert media.remote_crypto.key_salt == base64.b64decode("PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR")
+    assert media.srtp is not None and media.proto == "RTP/SAVP"
+    assert media.srtp.local.key_salt == KEY and media.srtp.tag == 2
+    assert media.srtp.remote.key_salt == media.remote_crypto.key_salt
 
 
 def test_best_effort_srtp_falls_back_to_the_plain_rtp_stream() -> None:
@@ -388,7 +408,8 @@ def test_build_offer_options() -> None:
         ptime=30,
         direction="sendonly",
         rtcp_mux=True,
-        srtp_key=KEY,
+        srtp="required",
+        srtp_keys=(SdesKey(SUITES["AES_CM_128_HMAC_SHA1_80"], KEY),),
     )
     (audio,) = offer.media
     assert (audio.proto, audio.formats, audio.ptime, audio.direction) == (
@@ -490,7 +511,7 @@ def test_parse_answer_rejections() -> None:
 
 
 def test_parse_srtp_answer_matches_our_crypto_tag() -> None:
-    offer = uac_offer(srtp_key=KEY)
+    offer = uac_offer(srtp="required", srtp_keys=(SdesKey(SUITES["AES_CM_128_HMAC_SHA1_80"], KEY),))
     their_key = "inline:" + base64.b64encode(bytes(30 * [7])).decode()
     text = ASTERISK_ANSWER.replace("RTP/AVP", "RTP/SAVP")
     media = parse_answer(

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 import structlog
 
 from ..errors import CallFailed, LocalProtocolError, SipParseError
+from ..sdes import SUITES, SdesKey, srtp_policy
 from ..sdp import (
     LocalSdpSession,
     MediaNotAcceptable,
@@ -60,6 +61,8 @@ def sdp_offer(local: LocalMedia) -> SessionDescription:
         codecs=local.codecs,
         ptime=local.ptime,
         direction=local.direction,  # type: ignore[arg-type]
+        srtp=local.offer_policy,
+        srtp_keys=local.offer_srtp_keys,
     )
 
 
@@ -71,6 +74,7 @@ def new_local_media(
     direction: str = "sendrecv",
 ) -> LocalMedia:
     """Our side of a call's SDP, kept (with its o= session) for the whole call; defaults from the options."""
+    policy = srtp_policy(options.srtp)
     return LocalMedia(
         address=address or options.sdp_address,
         port=port,
@@ -78,6 +82,9 @@ def new_local_media(
         ptime=options.ptime,
         session=LocalSdpSession(),
         direction=direction,
+        srtp=policy,
+        # RFC 4568 §8.2: fresh random keys for every call (secrets), one per suite in our preference order.
+        offer_keys=() if policy == "off" else tuple(SdesKey.generate(suite) for suite in SUITES.values()),
     )
 
 
@@ -241,6 +248,19 @@ class Call:
         self._arm_session_timer()
 
     # -- state -----------------------------------------------------------------------------------------
+    def _settle(self, media: NegotiatedMedia) -> None:
+        """An offer/answer exchange completed: its outcome is the call's media (and SRTP keys) from now on."""
+        previous = self.media.srtp if self.media is not None else None
+        self.media = media
+        if self.local_media is not None:
+            self.local_media.settle(media)
+        if media.srtp != previous:
+            # Which suite, never a key; whether each direction's key changed is the media leg's to log.
+            suite = media.srtp.suite.name if media.srtp is not None else None
+            log.info(
+                "sip.srtp_negotiated", call_id=self.call_id, suite=suite, renegotiated=previous is not None
+            )
+
     def _move(self, state: CallState) -> None:
         self.state = next_state(self.state, state)
 
@@ -333,8 +353,9 @@ class Call:
                     self.local_sdp = offer
                     if response.body:
                         self.remote_sdp = SessionDescription.parse(response.body)
-                        self.media = parse_answer(offer, self.remote_sdp)
-                        self._emit(MediaUpdated(self.media))
+                        media = parse_answer(offer, self.remote_sdp)
+                        self._settle(media)
+                        self._emit(MediaUpdated(media))
                     if self.session_timer is not None:
                         self.session_timer.refreshed(self._endpoint.now())
                     return self.media
@@ -418,11 +439,12 @@ class Call:
             return
         try:
             self.remote_sdp = SessionDescription.parse(ack.body)
-            self.media = parse_answer(offer, self.remote_sdp)
+            media = parse_answer(offer, self.remote_sdp)
         except SdpError as error:
             log.warning("sip.bad_sdp_in_ack", call_id=self.call_id, error=str(error))
             return
-        self._emit(MediaUpdated(self.media))
+        self._settle(media)
+        self._emit(MediaUpdated(media))
 
     def _ack_timed_out(self) -> None:
         """Our 2xx got no ACK within 64·T1 (RFC 3261 §13.3.1.4): end the call with BYE."""
@@ -450,6 +472,7 @@ class Call:
             answer, media = answer_offer(
                 remote, local_address=local.address, local_port=local.port, session=local.session,
                 codecs=local.codecs, ptime=local.ptime, local_direction=local.direction,  # type: ignore[arg-type]
+                srtp=local.srtp, srtp_keys=local.srtp_keys,
             )  # fmt: skip
         except MediaNotAcceptable as error:
             self._endpoint.respond(event, 488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
@@ -458,11 +481,13 @@ class Call:
             warning = f'399 - "{warning_text(str(error))}"'
             self._endpoint.respond(event, 400, "Bad SDP", headers=[("Warning", warning)])
             return None
-        self.remote_sdp, self.local_sdp, self.media = remote, answer, media
+        self.remote_sdp, self.local_sdp = remote, answer
+        self._settle(media)
         self._emit(MediaUpdated(media))
         log.info(
-            "sip.media_updated", call_id=self.call_id, on_hold=media.on_hold, direction=media.local_direction
-        )
+            "sip.media_updated", call_id=self.call_id, on_hold=media.on_hold, direction=media.local_direction,
+            srtp=media.srtp.suite.name if media.srtp is not None else None,
+        )  # fmt: skip
         return answer.serialize(), None
 
     def _on_update(self, event: RequestReceived, dialog: Dialog) -> None:

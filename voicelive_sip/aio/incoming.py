@@ -14,6 +14,7 @@ import structlog
 
 from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
+from ..sdes import srtp_policy
 from ..sdp import MediaNotAcceptable, SdpError, SessionDescription, choose_codec
 from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials
 from ..sip.call_state import CallState
@@ -163,7 +164,10 @@ class IncomingRequests:
         if request.body:
             try:
                 offer = SessionDescription.parse(request.body)
-                codec = choose_codec(offer, self.options.codecs, initial=True)  # the call's one codec choice
+                # The call's one codec choice; an offer MEDIA_SRTP refuses gets its 488 here, before ringing.
+                codec = choose_codec(
+                    offer, self.options.codecs, srtp=srtp_policy(self.options.srtp), initial=True
+                )
             except MediaNotAcceptable as error:
                 respond(event, 488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
                 return

@@ -85,10 +85,11 @@ class IncomingCall(Call):
         if self.offer is not None:
             try:
                 codec = self.codec if codecs is None and self.codec is not None else None
-                codec = codec or choose_codec(self.offer, local.codecs)
+                codec = codec or choose_codec(self.offer, local.codecs, srtp=local.srtp)
                 answer, negotiated = answer_offer(
                     self.offer, local_address=local.address, local_port=local.port, session=local.session,
                     codecs=[codec], ptime=local.ptime, local_direction=direction,  # type: ignore[arg-type]
+                    srtp=local.srtp,
                 )  # fmt: skip
             except MediaNotAcceptable as error:
                 self._respond(488, headers=[("Warning", f'304 - "{warning_text(str(error))}"')])
@@ -96,7 +97,8 @@ class IncomingCall(Call):
                 raise CallFailed(488, "Not Acceptable Here") from error
             self.codec = codec
             local.codecs = [codec]  # later offers in the dialog keep the law Voice Live was opened for
-            self.media, self.local_sdp, self.remote_sdp = negotiated, answer, self.offer
+            self.local_sdp, self.remote_sdp = answer, self.offer
+            self._settle(negotiated)
         else:
             self.local_sdp = sdp_offer(local)
         timer, timer_headers = SessionTimer.for_uas(
@@ -116,11 +118,12 @@ class IncomingCall(Call):
         if self.offer is None and ack.method == "ACK" and ack.body:
             try:
                 self.remote_sdp = SessionDescription.parse(ack.body)
-                self.media = parse_answer(self.local_sdp, self.remote_sdp)
+                self._settle(parse_answer(self.local_sdp, self.remote_sdp))
             except SdpError as error:
                 log.warning("sip.bad_sdp_in_ack", call_id=self.call_id, error=str(error))
                 await self.hangup()
                 raise CallFailed(488, "bad SDP answer in ACK") from error
+            assert self.media is not None
             if self.media.codec in Codec.__members__:
                 self.codec = Codec(self.media.codec)
         assert self.dialog is not None

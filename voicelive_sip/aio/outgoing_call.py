@@ -61,14 +61,15 @@ class OutgoingCall(Call):
             self.dialog = dialog
             self._move(CallState.EARLY)
         if media is not None:
-            self.media = media  # early media (183 Session Progress)
+            self._settle(media)  # early media (183 Session Progress)
         self._emit(Ringing(status_code, reason, media))
 
     def _established(
         self, media: NegotiatedMedia, timer: SessionTimer | None, peer_allows_update: bool
     ) -> None:
         """The 2xx is ACKed and its SDP usable: the call is up."""
-        self.media, self.session_timer, self.peer_allows_update = media, timer, peer_allows_update
+        self._settle(media)
+        self.session_timer, self.peer_allows_update = timer, peer_allows_update
         self._move(CallState.ESTABLISHED)
         self._emit(Answered(media))
         if not self._answered.done():

@@ -1,8 +1,9 @@
-"""One call's media: an RTP/RTCP socket pair from a port pool, symmetric RTP, jitter buffer, DTMF, RTCP.
+"""One call's media: an RTP/RTCP socket pair from a port pool, symmetric RTP, jitter buffer, DTMF, RTCP, SRTP.
 
-Receive: datagram → `RtpPacket` → source checks (latching) → `ReceptionStatistics` → `JitterBuffer` → frames
-(in order, concealment flagged) to a callback or a bounded queue. Send: the shared `MediaClock` calls
-`on_tick`, which sends the next 20 ms frame from the bounded outbound buffer (or silence, or a DTMF packet).
+Receive: datagram → SRTP check (when keyed) → `RtpPacket` → source checks (latching) → `ReceptionStatistics`
+→ `JitterBuffer` → frames (in order, concealment flagged) to a callback or a bounded queue. Send: the shared
+`MediaClock` calls `on_tick`, which sends the next 20 ms frame from the bounded outbound buffer (or silence,
+or a DTMF packet), protected when keyed.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ from voicelive_sip.rtp.packet import (
     plain_rtp_header,
     serialize_rtcp,
 )
+from voicelive_sip.rtp.srtp import SrtpContext, SrtpDropped, SrtpSendError
 from voicelive_sip.rtp.stats import ReceptionStatistics
+from voicelive_sip.sdes import SrtpKeys
 
 __all__ = [
     "Direction",
@@ -68,6 +71,9 @@ RTCP_INTERVAL: Final = 5.0  # RFC 3550 §6.2 minimum
 NTP_EPOCH_OFFSET: Final = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 MAX_SEND_BACKLOG: Final = 64 * 1024  # bytes queued in the transport before we drop instead of buffering
 BIND_ATTEMPTS: Final = 16
+SRTP_LOG_INTERVAL: Final = (
+    1.0  # seconds between two rtp.srtp_dropped lines of one session (the rest are counted)
+)
 
 
 class PortPoolExhausted(VoiceLiveSipError, RuntimeError):
@@ -151,6 +157,11 @@ class RtpSessionStats:
     remote_cumulative_lost: int | None
     remote_jitter_ms: float | None
     round_trip_ms: float | None
+    # SRTP: the suite in use (None for plain RTP), and received packets dropped because they failed
+    # authentication (a bad tag, another key, plain RTP) or the replay check (malformed ones: `malformed`).
+    srtp_suite: str | None = None
+    srtp_auth_failures: int = 0
+    srtp_replays: int = 0
 
 
 class _UdpTransport(Protocol):
@@ -301,6 +312,12 @@ class RtpSession(asyncio.DatagramProtocol):
         self._remote_report: ReportBlock | None = None
         self._round_trip: float | None = None
         self._last_sr: tuple[int, float] | None = None  # middle 32 bits of the SR's NTP time, arrival
+        # SRTP (set_remote with keys): the context, and what it dropped.
+        self._srtp: SrtpContext | None = None
+        self._srtp_auth_failures = 0
+        self._srtp_replays = 0
+        self._srtp_log_at = float("-inf")
+        self._srtp_unlogged = 0
         # Timers.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -411,13 +428,15 @@ class RtpSession(asyncio.DatagramProtocol):
         *,
         peer_host: str | None = None,
         confirm_first: bool = False,
+        srtp: SrtpKeys | None = None,
     ) -> None:
         """Apply the negotiated media (after offer/answer, again on re-INVITE); restarts latching.
 
         `codec` is a `Codec` or any of its spellings (`Codec.parse`); ValueError for one this engine lacks.
         `peer_host` is the signalling peer's address: a NAT'd caller's media may come from it. With
         `confirm_first`, nothing is sent until RTP has come from the peer (an SDP address that could name a
-        third party: no media reflection towards it).
+        third party: no media reflection towards it). `srtp`: the SDES keys (NegotiatedMedia.srtp), None for
+        plain RTP; keys that did not change keep their SRTP context.
         """
         try:
             chosen = Codec.parse(codec)
@@ -442,6 +461,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._gated = confirm_first or addr[0] in ("0.0.0.0", "::")
         self._last_rx = self._loop.time()
         self._timed_out = False
+        self._set_srtp(srtp)
         if rtcp_mux and self._rtcp_transport is not None:
             # RFC 5761 §5.1.3: with rtcp-mux the separate RTCP port is no longer used.
             self._rtcp_transport.close()
@@ -458,6 +478,25 @@ class RtpSession(asyncio.DatagramProtocol):
         self._log.info(
             "rtp.remote_set", remote=addr, payload_type=payload_type, codec=self.codec, rtcp_mux=rtcp_mux
         )
+
+    def _set_srtp(self, keys: SrtpKeys | None) -> None:
+        current = self._srtp
+        if keys is None:
+            if current is not None:
+                self._log.info("rtp.srtp_stopped", suite=current.suite)
+            self._srtp = None
+        elif current is None:
+            self._srtp = SrtpContext(keys)
+            self._log.info("rtp.srtp_started", suite=keys.suite.name)
+        else:
+            outbound, inbound = current.rekey(keys, self._loop.time())
+            if outbound or inbound:
+                self._log.info("rtp.srtp_rekeyed", suite=keys.suite.name, outbound=outbound, inbound=inbound)
+
+    @property
+    def srtp(self) -> SrtpContext | None:
+        """The SRTP context while the media is keyed, else None (plain RTP)."""
+        return self._srtp
 
     def set_direction(self, direction: Direction) -> None:
         """Our SDP direction (RFC 3264 §5.1): `sendonly` stops receiving, `recvonly` stops sending, etc."""
@@ -606,7 +645,15 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         header = build_rtp_header(payload_type, marker, self._sequence, timestamp, self.ssrc)
         self._sequence = (self._sequence + 1) & 0xFFFF
-        transport.sendto(header + payload, address)
+        packet = header + payload
+        if self._srtp is not None:
+            try:
+                packet = self._srtp.protect(packet)
+            except SrtpSendError as error:
+                self._send_dropped += 1
+                self._log.warning("rtp.srtp_send_failed", error=str(error))
+                return
+        transport.sendto(packet, address)
         self._packets_sent += 1
         self._octets_sent += len(payload)
         self._last_rtp_timestamp = timestamp
@@ -623,6 +670,14 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.remote is None or not self.receiving:
             self._ignored += 1  # before the answer, or on hold: not ours to play
             return
+        if self._srtp is not None:
+            # Before anything else reads the packet: a forged or replayed one must not move latching,
+            # statistics or the jitter buffer.
+            try:
+                data = self._srtp.unprotect(data, self._loop.time())
+            except SrtpDropped as dropped:
+                self._srtp_dropped(dropped, addr, rtcp=False)
+                return
         plain = plain_rtp_header(data)
         if plain is not None:
             payload_type, marker, sequence, timestamp, ssrc = plain
@@ -931,11 +986,24 @@ class RtpSession(asyncio.DatagramProtocol):
         transport = self._transport if self.rtcp_mux else self._rtcp_transport
         if address is None or transport is None:
             return
-        transport.sendto(self.build_rtcp(bye=bye), address)
+        packet = self.build_rtcp(bye=bye)
+        if self._srtp is not None:
+            try:
+                packet = self._srtp.protect_rtcp(packet)
+            except SrtpSendError as error:
+                self._log.warning("rtp.srtp_send_failed", error=str(error), rtcp=True)
+                return
+        transport.sendto(packet, address)
         self._rtcp_sent += 1
 
     def rtcp_received(self, data: bytes, addr: Address) -> None:
-        """RTCP from the network (the RTCP socket, or demultiplexed under rtcp-mux)."""
+        """RTCP from the network (the RTCP socket, or demultiplexed under rtcp-mux); SRTCP when keyed."""
+        if self._srtp is not None:
+            try:
+                data = self._srtp.unprotect_rtcp(data, self._loop.time())
+            except SrtpDropped as dropped:
+                self._srtp_dropped(dropped, addr, rtcp=True)
+                return
         try:
             packets = parse_rtcp(data)
         except RtcpParseError:
@@ -965,6 +1033,24 @@ class RtpSession(asyncio.DatagramProtocol):
                 reason = packet.reason.decode("utf-8", "replace")
                 self._log.info("rtp.bye", ssrc=self._remote_ssrc, reason=reason)
                 self._emit(ByeReceived(self._remote_ssrc, reason))
+
+    def _srtp_dropped(self, dropped: SrtpDropped, addr: Address, *, rtcp: bool) -> None:
+        """Count a packet that failed SRTP (it is never played) and log it, sampled."""
+        if dropped.kind == "auth":
+            self._srtp_auth_failures += 1
+        elif dropped.kind == "replay":
+            self._srtp_replays += 1
+        else:
+            self._malformed += 1
+        now = self._loop.time()
+        if now < self._srtp_log_at:
+            self._srtp_unlogged += 1  # a flood of forged packets costs one line a second, not one per packet
+            return
+        self._srtp_log_at = now + SRTP_LOG_INTERVAL
+        self._log.warning(
+            "rtp.srtp_dropped", kind=dropped.kind, rtcp=rtcp, source=addr, suppressed=self._srtp_unlogged
+        )
+        self._srtp_unlogged = 0
 
     # ----- statistics --------------------------------------------------------------------------------------
 
@@ -1001,4 +1087,7 @@ class RtpSession(asyncio.DatagramProtocol):
             remote_cumulative_lost=None if remote is None else remote.packets_lost,
             remote_jitter_ms=None if remote is None else 1000 * remote.jitter / CLOCK_RATE,
             round_trip_ms=None if self._round_trip is None else self._round_trip * 1000,
+            srtp_suite=None if self._srtp is None else self._srtp.suite,
+            srtp_auth_failures=self._srtp_auth_failures,
+            srtp_replays=self._srtp_replays,
         )

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..errors import LocalProtocolError
+from ..sdes import SdesKey, SrtpKeys, SrtpPolicy
 from ..sdp import LocalSdpSession, NegotiatedMedia
 
 
@@ -117,7 +118,7 @@ CallEvent = (
 
 @dataclass(slots=True)
 class LocalMedia:
-    """What we put in our SDP: where our RTP is, codecs, and the o= session kept for the whole call."""
+    """What we put in our SDP: where our RTP is, codecs, SRTP, and the o= session kept for the whole call."""
 
     address: str
     port: int
@@ -125,6 +126,33 @@ class LocalMedia:
     ptime: int
     session: LocalSdpSession
     direction: str = "sendrecv"
+    srtp: SrtpPolicy = "off"  # MEDIA_SRTP
+    # Our keys for an offer while no SRTP is in use, one per suite; made once per call.
+    offer_keys: tuple[SdesKey, ...] = field(default=(), repr=False)
+    srtp_keys: SrtpKeys | None = field(
+        default=None, repr=False
+    )  # the keys in use, from the last offer/answer
+    proto: str = "RTP/AVP"  # the transport in use
+
+    def settle(self, media: NegotiatedMedia) -> None:
+        """An offer/answer completed: later offers continue its SRTP session (same key, same transport)."""
+        self.srtp_keys = media.srtp
+        self.proto = media.proto
+
+    @property
+    def offer_policy(self) -> SrtpPolicy:
+        """The policy of our next offer: RTP/SAVP again while an RTP/SAVP session is in use (no downgrade)."""
+        if self.srtp != "off" and self.srtp_keys is not None and "SAVP" in self.proto:
+            return "required"
+        return self.srtp
+
+    @property
+    def offer_srtp_keys(self) -> tuple[SdesKey, ...]:
+        """Our keys for the next offer: the one in use (RFC 4568 §7.1.4: the session continues), else one per
+        suite."""
+        if self.srtp_keys is not None:
+            return (self.srtp_keys.local,)
+        return self.offer_keys
 
 
 __all__ = [
