@@ -356,6 +356,7 @@ class PhoneCall:
             media.dtmf_payload_type,
             media.rtcp_mux,
             media.ptime,
+            srtp=media.srtp,
         )
         self.rtp.set_direction(media.local_direction)
         self._changed.set()
