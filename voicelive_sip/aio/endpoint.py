@@ -267,6 +267,7 @@ class SipEndpoint:
             "options_dropped": self.options_requests.refused,
             "unknown_dialog_dropped": self.unknown_dialogs.refused,
             "malformed": self._parse_log.total,
+            "tls_handshake_failed": self._transports.tls_handshake_failures if self._transports else 0,
         }
 
     def _flood_event(self, source: Address, scope: str, limit: int) -> None:

@@ -8,6 +8,7 @@ have one (Teams Direct Routing and many SBCs ask for it).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,4 +103,75 @@ def describe_tls_error(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-__all__ = ["TlsContexts", "TlsSetupError", "describe_tls_error", "tls_contexts"]
+class TlsSession:
+    """One connection's TLS, over memory buffers: ciphertext in, plain text out, and what to send back.
+
+    The same code on every event loop (asyncio's and uvloop's TLS differ in how they start and report a
+    failed handshake), and the stream connection sees each handshake failure itself, with its reason.
+    """
+
+    def __init__(self, context: ssl.SSLContext, *, server_side: bool, server_name: str | None = None) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._in, self._out, server_side=server_side, server_hostname=server_name
+        )
+        self.established = False
+        self.closed_by_peer = False
+
+    def start(self) -> bytes:
+        """The client's first flight (its ClientHello); nothing for a server."""
+        self._handshake()
+        return self._out.read()
+
+    def _handshake(self) -> None:
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        self.established = True
+
+    def receive(self, data: bytes) -> tuple[bytes, bytes]:
+        """Feed received bytes: (plain text for SIP, bytes to send). Raises `ssl.SSLError` on a bad peer."""
+        self._in.write(data)
+        if not self.established:
+            self._handshake()
+        plain = bytearray()
+        while self.established:
+            try:
+                chunk = self._tls.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # the peer's close_notify
+                self.closed_by_peer = True
+                break
+            if not chunk:
+                break
+            plain += chunk
+        return bytes(plain), self._out.read()
+
+    def send(self, data: bytes) -> bytes:
+        """Encrypt SIP bytes (after the handshake) into the records to put on the wire."""
+        self._tls.write(data)
+        return self._out.read()
+
+    def close(self) -> bytes:
+        """Our close_notify, best effort."""
+        with contextlib.suppress(ssl.SSLError):
+            self._tls.unwrap()
+        return self._out.read()
+
+    @property
+    def version(self) -> str | None:
+        return self._tls.version()
+
+    def peer_subject(self) -> str | None:
+        """The peer certificate's subject (mutual TLS), for the logs."""
+        certificate = self._tls.getpeercert()
+        if not certificate:
+            return None
+        subject: tuple[tuple[tuple[str, str], ...], ...] = certificate.get("subject", ())  # type: ignore[assignment]
+        return ",".join(f"{key}={value}" for rdn in subject for key, value in rdn)
+
+
+__all__ = ["TlsContexts", "TlsSession", "TlsSetupError", "describe_tls_error", "tls_contexts"]

@@ -3,9 +3,10 @@
 The only socket code of SIP. Received bytes become parsed messages handed to `on_message`; what cannot be
 parsed goes to `on_parse_error` with enough context to answer 400 (413 when too large). Stream connections
 (TCP and TLS) are reused per peer, closed when idle or when a message takes too long to arrive, and limited in
-number overall and per source; a framing error closes that connection only. An incoming TLS connection counts
-against those limits from its first byte: it is accepted as TCP and its handshake is run by `loop.start_tls`
-with a deadline, so a failed or stalled handshake is logged with its reason and closed. RFC 5626 keep-alives:
+number overall and per source; a framing error closes that connection only. TLS runs over a plain TCP
+connection in memory buffers (`TlsSession`), so an incoming TLS connection counts against those limits from
+its first byte, its handshake has a deadline, and a failed or stalled handshake is logged with its reason
+and closed, the same on asyncio's loop and on uvloop. RFC 5626 keep-alives:
 a double-CRLF ping on a stream is answered with a CRLF pong, and `keep_alive()` pings a connection we opened.
 """
 
@@ -24,7 +25,7 @@ from ..errors import SipParseError, VoiceLiveSipError
 from ..sip.framing import StreamFramer
 from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 from ..sip.transaction_events import Address, Outgoing
-from .tls import TlsContexts, describe_tls_error
+from .tls import TlsContexts, TlsSession, describe_tls_error
 
 log = structlog.get_logger("voicelive_sip.sip.transport")
 
@@ -76,7 +77,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP (or TLS) connection: framing in, writes out, an idle timer and a deadline per message."""
+    """One TCP or TLS connection: framing in, writes out, an idle timer and a deadline per message.
+
+    TLS runs over the plain connection in a `TlsSession` whose handshake must finish within the owner's
+    `handshake_timeout`; `ready` completes when SIP can flow (at once for TCP), or fails with the reason.
+    """
 
     def __init__(
         self,
@@ -84,7 +89,7 @@ class StreamConnection(asyncio.Protocol):
         transport_name: str,
         *,
         outbound: Address | None = None,
-        handshake: ssl.SSLContext | None = None,
+        tls: TlsSession | None = None,
     ) -> None:
         self.owner = owner
         self.name = transport_name
@@ -93,19 +98,17 @@ class StreamConnection(asyncio.Protocol):
         self.peer: Address | None = outbound
         self.outbound_key = outbound
         self.last_activity = owner.loop.time()
-        self.closed = asyncio.get_running_loop().create_future()
+        self.closed = owner.loop.create_future()
+        self.ready: asyncio.Future[None] = owner.loop.create_future()
         self.counted_source: str | None = None  # set while this inbound connection counts for its source
-        self.secured = handshake is None  # an inbound TLS connection carries SIP only after its handshake
         self.ping_sent_at: float | None = None  # our unanswered RFC 5626 ping
         self.answers_pings = False  # the peer has answered a ping: a missing pong then means a dead flow
-        self._handshake = handshake
-        self._early = bytearray()
+        self.tls = tls
+        self._handshake_deadline: asyncio.TimerHandle | None = None
         self._message_deadline: asyncio.TimerHandle | None = None
         self._deadline_for: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is not None:
-            return  # the TLS layer announcing itself after `start_tls`: already registered
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer is not None:
@@ -113,49 +116,37 @@ class StreamConnection(asyncio.Protocol):
         if not self.owner.register_connection(self):
             transport.close()
             return
-        if self._handshake is not None:
-            self.transport.pause_reading()  # not a byte as plain text: `start_tls` takes the stream over
-            self.owner.spawn(self._secure(self._handshake))
+        if self.tls is None:
+            self.ready.set_result(None)
+            return
+        timeout = self.owner.handshake_timeout
+        self._handshake_deadline = self.owner.loop.call_later(timeout, self._handshake_timed_out)
+        first_flight = self.tls.start()
+        if first_flight:
+            self.transport.write(first_flight)
 
-    async def _secure(self, context: ssl.SSLContext) -> None:
-        raw = self.transport
-        assert raw is not None and self.peer is not None
-        try:
-            secured = await self.owner.loop.start_tls(
-                raw, self, context, server_side=True, ssl_handshake_timeout=self.owner.handshake_timeout
-            )
-        except (OSError, TimeoutError, ValueError) as error:  # ssl.SSLError is an OSError
-            log.info(
-                "sip.tls_handshake_failed", source=self.peer[0], port=self.peer[1],
-                reason=describe_tls_error(error),
-            )  # fmt: skip
-            raw.close()
-            self.connection_lost(None)
-            return
-        if secured is None:  # closed during the handshake
-            self.connection_lost(None)
-            return
-        self.transport = secured
-        self.secured = True
-        self.last_activity = self.owner.loop.time()
-        if self._early:
-            early, self._early = bytes(self._early), bytearray()
-            self.data_received(early)
-        log.debug(
-            "sip.tls_accepted", source=self.peer[0], port=self.peer[1],
-            version=secured.get_extra_info("ssl_object").version(), peer_certificate=_subject(secured),
-        )  # fmt: skip
+    def _handshake_timed_out(self) -> None:
+        self._handshake_deadline = None
+        self._tls_failed(TimeoutError(f"handshake not finished within {self.owner.handshake_timeout:g} s"))
+
+    def _tls_failed(self, error: BaseException) -> None:
+        assert self.peer is not None
+        reason = describe_tls_error(error)
+        if self.outbound_key is None:  # an outgoing connection's failure is logged with its destination
+            self.owner.tls_handshake_failures += 1
+            log.info("sip.tls_handshake_failed", source=self.peer[0], port=self.peer[1], reason=reason)
+        if not self.ready.done():
+            self.ready.set_exception(ConnectFailed("TLS", self.peer, reason))
+            self.ready.exception()  # retrieved here: nobody may be waiting for an inbound connection
+        self.close()
 
     def data_received(self, data: bytes) -> None:
         now = self.last_activity = self.owner.loop.time()
         assert self.peer is not None
-        if not self.secured:
-            # Decrypted bytes can arrive before `start_tls` returns the TLS transport that answers must go
-            # through: they wait for it (a plain-text byte cannot get here: reading was paused until then).
-            self._early += data
-            if len(self._early) > self.owner.max_message_size:
-                self.close()
-            return
+        if self.tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         line_breaks, pings = self.framer.keepalive_line_breaks, self.framer.pings
         try:
             items = self.framer.feed(data, now)
@@ -175,6 +166,35 @@ class StreamConnection(asyncio.Protocol):
                 self.owner.on_parse_error(item, self.peer, self.name)
             else:
                 self.owner.deliver(item, self.peer, self.name)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        tls, transport = self.tls, self.transport
+        assert tls is not None and transport is not None and self.peer is not None
+        was_established = tls.established
+        try:
+            plain, reply = tls.receive(data)
+        except ssl.SSLError as error:  # plain text on the TLS port, a certificate refused, a bad record
+            if was_established:
+                log.info("sip.tls_error", peer=self.peer, reason=describe_tls_error(error))
+                self.close()
+            else:
+                self._tls_failed(error)
+            return b""
+        if reply:
+            transport.write(reply)
+        if tls.established and not was_established:
+            if self._handshake_deadline is not None:
+                self._handshake_deadline.cancel()
+                self._handshake_deadline = None
+            log.debug(
+                "sip.tls_established", peer=self.peer, outbound=self.outbound_key is not None,
+                version=tls.version, peer_certificate=tls.peer_subject(),
+            )  # fmt: skip
+            if not self.ready.done():
+                self.ready.set_result(None)
+        if tls.closed_by_peer:
+            self.close()
+        return plain
 
     def _arm_message_deadline(self) -> None:
         started = self.framer.pending_since
@@ -199,7 +219,7 @@ class StreamConnection(asyncio.Protocol):
             self.ping_sent_at = None  # the pong to our ping: a CRLF (RFC 5626 §4.4.1)
             self.answers_pings = True
         if pings:
-            self.write(b"\r\n")  # the peer's double-CRLF ping gets its pong (RFC 5626 §3.5.1)
+            self._put(b"\r\n")  # the peer's double-CRLF ping gets its pong (RFC 5626 §3.5.1)
 
     def ping(self) -> None:
         """Send an RFC 5626 double-CRLF ping; the flow is dead if a peer that answers pings stops doing so."""
@@ -210,35 +230,49 @@ class StreamConnection(asyncio.Protocol):
             return
         if self.ping_sent_at is None:
             self.ping_sent_at = now
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"\r\n\r\n")  # not activity: a ping must not keep an idle flow open
+        self._put(b"\r\n\r\n")  # not activity: a ping must not keep an idle flow open
 
     def write(self, data: bytes) -> None:
         self.last_activity = self.owner.loop.time()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or not self.ready.done() or self.ready.exception():
+            return
+        if self.tls is not None:
+            try:
+                data = self.tls.send(data)
+            except ssl.SSLError as error:
+                log.info("sip.tls_error", peer=self.peer, reason=describe_tls_error(error))
+                self.close()
+                return
+        transport.write(data)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.tls is not None and self.tls.established:
+            with contextlib.suppress(OSError):
+                transport.write(self.tls.close())  # close_notify
+        transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed.done():
             return
-        if self._message_deadline is not None:
-            self._message_deadline.cancel()
-            self._message_deadline = None
+        for handle in (self._message_deadline, self._handshake_deadline):
+            if handle is not None:
+                handle.cancel()
+        self._message_deadline = self._handshake_deadline = None
+        if not self.ready.done():
+            assert self.peer is not None
+            self.ready.set_exception(
+                ConnectFailed(self.name, self.peer, "connection closed during the handshake")
+            )
+            self.ready.exception()
         self.owner.unregister_connection(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-def _subject(transport: asyncio.BaseTransport) -> str | None:
-    """The peer certificate's subject as text (mutual TLS), for the logs."""
-    certificate = transport.get_extra_info("peercert")
-    if not certificate:
-        return None
-    return ",".join(f"{k}={v}" for rdn in certificate.get("subject", ()) for k, v in rdn)
+        self.closed.set_result(None)
 
 
 class ConnectFailed(VoiceLiveSipError, ConnectionError):
@@ -313,6 +347,7 @@ class TransportLayer:
         self.tls_server: asyncio.Server | None = None
         self.address: Address = ("0.0.0.0", 0)
         self.tls_address: Address | None = None
+        self.tls_handshake_failures = 0  # incoming TLS connections whose handshake failed or timed out
         self.connections: dict[ConnectionKey, StreamConnection] = {}
         # The name a TLS destination's certificate must carry (SNI and the check), when it is not its IP.
         self.server_names: dict[Address, str] = {}
@@ -342,7 +377,7 @@ class TransportLayer:
         if self.tls is not None and self.tls.server is not None and tls_port is not None:
             server = self.tls.server
             self.tls_server = await self.loop.create_server(
-                lambda: StreamConnection(self, "TLS", handshake=server),
+                lambda: StreamConnection(self, "TLS", tls=TlsSession(server, server_side=True)),
                 host=host, port=tls_port, reuse_address=True,
             )  # fmt: skip
             self.tls_address = (host, self.tls_server.sockets[0].getsockname()[1])
@@ -424,30 +459,31 @@ class TransportLayer:
     async def _connect(self, destination: Address, transport_name: str) -> None:
         key = (transport_name, destination)
         server_name = self.server_names.get(destination, destination[0])
+        failure: ConnectFailed | None = None
         try:
             if len(self.connections) >= self.max_connections:
                 raise OSError("TCP connection limit reached")
-            secure = transport_name == "TLS"
-            client: ssl.SSLContext | None = None
-            if secure:
+            tls: TlsSession | None = None
+            if transport_name == "TLS":
                 client = self.tls.client if self.tls is not None else ssl.create_default_context()
-            async with asyncio.timeout(self.connect_timeout + (self.handshake_timeout if secure else 0)):
+                tls = TlsSession(client, server_side=False, server_name=server_name)
+            async with asyncio.timeout(self.connect_timeout):
                 _, connection = await self.loop.create_connection(
-                    lambda: StreamConnection(self, transport_name, outbound=destination),
+                    lambda: StreamConnection(self, transport_name, outbound=destination, tls=tls),
                     host=destination[0],
                     port=destination[1],
                     family=socket.AF_INET6 if ":" in destination[0] else socket.AF_INET,
-                    ssl=client,
-                    server_hostname=server_name if secure else None,
-                    ssl_handshake_timeout=self.handshake_timeout if secure else None,
                 )
-        except (OSError, TimeoutError, ValueError) as error:  # ssl errors are OSErrors (or ValueErrors)
-            reason = describe_tls_error(error) if transport_name == "TLS" else str(error)
-            failure = ConnectFailed(transport_name, destination, reason)
+            await connection.ready  # the TLS handshake, within its own deadline (at once for TCP)
+        except ConnectFailed as error:  # the handshake failed or timed out: `ready` says why
+            failure = error
+        except (OSError, TimeoutError, ValueError) as error:  # refused, unreachable, or no answer
+            failure = ConnectFailed(transport_name, destination, str(error) or type(error).__name__)
+        if failure is not None:
             for out in self._connecting.pop(key, []):
                 self.on_send_error(out, failure)
             event = "sip.tls_connect_failed" if transport_name == "TLS" else "sip.tcp_connect_failed"
-            log.info(event, destination=destination, server_name=server_name, error=reason)
+            log.info(event, destination=destination, server_name=server_name, error=failure.reason)
             return
         for out in self._connecting.pop(key, []):
             connection.write(out.data)
