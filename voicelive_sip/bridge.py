@@ -677,7 +677,7 @@ class CallSession:
         s.jitter_ms = round(stats.jitter_ms, 2)
         if isinstance(stats, RtpSessionStats):  # SRTP is the RTP leg's; another leg has its own security
             s.srtp_suite = stats.srtp_suite
-            s.srtp_dropped = {"auth": stats.srtp_auth_failures, "replay": stats.srtp_replays}
+            s.srtp_dropped = stats.srtp_dropped
         s.voicelive_reconnects = self.voicelive.reconnects
         if self.call.ended and not s.end_reason:
             ended = await self.call.wait_ended()

@@ -17,7 +17,7 @@ from .errors import LocalProtocolError, SipParseError
 from .logs import bind_call_context
 from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
-from .rtp.session import PortPool
+from .rtp.session import PortPool, RtpSessionStats
 from .targets import TargetPattern, allowed
 from .voicelive.tools import Tool
 
@@ -61,6 +61,7 @@ class Gateway:
         self.pool = PortPool(media.address, media.port, media.port_count)
         self.metrics = GatewayMetrics()
         self.metrics.watch_security(self.ua.security_counters)
+        self.metrics.watch_srtp(self._srtp_dropped_live)
         self.sessions: set[CallSession] = set()
         self.summaries: list[CallSummary] = []  # the most recent ones, bounded
         self._tasks = TaskSet()
@@ -104,6 +105,14 @@ class Gateway:
             "active_calls": len(self.sessions),
         }
         return self.started and registered and not self.draining, details
+
+    def _srtp_dropped_live(self) -> dict[str, int]:
+        """SRTP packets dropped so far by the calls in progress, by kind (read at scrape time)."""
+        totals: dict[str, int] = {}
+        for session in self.sessions:
+            for kind, count in _srtp_outcome(session)[1].items():
+                totals[kind] = totals.get(kind, 0) + count
+        return totals
 
     async def _watch(self, registration: Registration) -> None:
         async for change in registration.events():
@@ -232,7 +241,10 @@ class Gateway:
                     await hooked
             summary = await session.run()
         finally:
+            # In the same step as leaving `sessions`, so the exported total never goes back.
             self.sessions.discard(session)
+            suite, dropped = _srtp_outcome(session)
+            self.metrics.srtp_call_ended(suite, dropped)
         self.metrics.call_ended(
             summary.direction,
             summary.end_reason or "unknown",
@@ -251,3 +263,11 @@ class Gateway:
             hooked = self.on_summary(summary)
             if isinstance(hooked, Awaitable):
                 await hooked
+
+
+def _srtp_outcome(session: CallSession) -> tuple[str | None, dict[str, int]]:
+    """The SRTP suite of a call's media leg (None: plain) and the packets it dropped, by kind."""
+    stats = session.media.stats
+    if not isinstance(stats, RtpSessionStats):
+        return None, {}
+    return stats.srtp_suite, stats.srtp_dropped

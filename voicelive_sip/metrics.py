@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -30,6 +30,9 @@ FIRST_AUDIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 LATENCY_DIRECTIONS = frozenset({"uplink", "downlink"})
+# Why a received SRTP/SRTCP packet was dropped: it failed authentication (bad tag, another key, plain RTP on
+# an SRTP call) or the replay check.
+SRTP_DROP_KINDS = ("auth", "replay")
 
 
 class LabelValues:
@@ -116,6 +119,33 @@ class SecurityCounters(Collector):
         )
 
 
+class SrtpCounters(Collector):
+    """SRTP packets dropped, by kind: ended calls plus calls in progress, read when Prometheus scrapes (no
+    work per dropped packet)."""
+
+    def __init__(self, ended: Mapping[str, int], read_live: Callable[[], Mapping[str, int]]) -> None:
+        self._ended = ended
+        self._read_live = read_live
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = self._family()
+        live = self._read_live()
+        for kind in SRTP_DROP_KINDS:
+            family.add_metric([kind], self._ended.get(kind, 0) + live.get(kind, 0))
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            f"{PREFIX}_srtp_dropped",
+            "Received SRTP/SRTCP packets dropped: failed authentication (auth) or the replay check (replay).",
+            labels=["kind"],
+        )
+
+
 class GatewayMetrics:
     """Counters, gauges and histograms for calls, media, Voice Live and registration of one gateway."""
 
@@ -128,6 +158,8 @@ class GatewayMetrics:
         self._statuses = LabelValues()
         self._error_kinds = LabelValues()
         self._aors = LabelValues()
+        self._suites = LabelValues()
+        self._srtp_ended = dict.fromkeys(SRTP_DROP_KINDS, 0)
 
         Info(f"{PREFIX}_build", "voicelive-sip version.", registry=r).info({"version": __version__})
         self.active_calls = Gauge(f"{PREFIX}_active_calls", "Calls in progress.", registry=r)
@@ -184,6 +216,12 @@ class GatewayMetrics:
             sorted(LATENCY_DIRECTIONS),
             LATENCY_BUCKETS,
             r,
+        )
+        self.srtp_calls = Counter(
+            f"{PREFIX}_srtp_calls",
+            "Calls that ended with SRTP media, by crypto suite.",
+            ["suite"],
+            registry=r,
         )
         self.registration_registered = Gauge(
             f"{PREFIX}_registration_registered",
@@ -255,6 +293,18 @@ class GatewayMetrics:
     def watch_security(self, read: Callable[[], dict[str, int]]) -> None:
         """Export `read()` (the user agent's defence counters) as `voicelive_sip_sip_dropped_total{kind}`."""
         self.registry.register(SecurityCounters(read))
+
+    def watch_srtp(self, read_live: Callable[[], Mapping[str, int]]) -> None:
+        """Export SRTP drops as `voicelive_sip_srtp_dropped_total{kind}`: `srtp_call_ended` totals plus
+        `read_live()`, the counts of the calls in progress."""
+        self.registry.register(SrtpCounters(self._srtp_ended, read_live))
+
+    def srtp_call_ended(self, suite: str | None, dropped: Mapping[str, int]) -> None:
+        """A call's media is closed: its SRTP suite (None: plain RTP) and drops move to the ended totals."""
+        if suite is not None:
+            self.srtp_calls.labels(suite=self._suites(suite)).inc()
+        for kind in SRTP_DROP_KINDS:
+            self._srtp_ended[kind] += max(0, dropped.get(kind, 0))
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every metric and its content type."""

@@ -163,6 +163,11 @@ class RtpSessionStats:
     srtp_auth_failures: int = 0
     srtp_replays: int = 0
 
+    @property
+    def srtp_dropped(self) -> dict[str, int]:
+        """Received packets that failed SRTP, by kind (auth, replay): what metrics and summaries report."""
+        return {"auth": self.srtp_auth_failures, "replay": self.srtp_replays}
+
 
 class _UdpTransport(Protocol):
     # What asyncio's UDP transport offers (typeshed's DatagramTransport omits the write-buffer size).

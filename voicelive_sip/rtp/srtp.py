@@ -124,8 +124,8 @@ class SrtpContext:
             raise dropped
         try:
             return previous.unprotect(packet)
-        except (pylibsrtp.Error, ValueError):
-            raise dropped from None
+        except (pylibsrtp.Error, ValueError) as error:
+            raise _dropped(error) from None  # the old context's verdict: it knows the packet's key
 
     def unprotect_rtcp(self, packet: bytes, now: float) -> bytes:
         """The RTCP packet inside SRTCP `packet`, authenticated and not a replay; SrtpDropped otherwise."""
@@ -138,8 +138,8 @@ class SrtpContext:
             raise dropped
         try:
             return previous.unprotect_rtcp(packet)
-        except (pylibsrtp.Error, ValueError):
-            raise dropped from None
+        except (pylibsrtp.Error, ValueError) as error:
+            raise _dropped(error) from None  # the old context's verdict: it knows the packet's key
 
     def _fallback(self, dropped: SrtpDropped, now: float) -> pylibsrtp.Session | None:
         """The pre-re-key inbound context, for a packet the new one did not authenticate."""
