@@ -162,6 +162,7 @@ class FakeRegistrar:
         self.registers = 0
         self.pings = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.contacts: list[str] = []
         self.registered = asyncio.Event()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -172,6 +173,7 @@ class FakeRegistrar:
             for message in framer.feed(data):
                 assert isinstance(message, Request) and message.method == "REGISTER"
                 self.registers += 1
+                self.contacts.append(str(message.headers.get("Contact")))
                 response = make_response(message, 200, to_tag="reg")
                 response.headers.add("Contact", f"{message.headers.get('Contact')};expires=3600")
                 writer.write(response.serialize())
@@ -220,6 +222,19 @@ async def test_a_registration_over_tls_keeps_its_connection_alive_and_recovers_a
                     await asyncio.sleep(0.01)
             assert any(e["event"] == "sip.registration_flow_lost" for e in logs)
             assert len(fake.writers) == 2  # re-registered over a new connection, long before the refresh
+
+
+async def test_a_sips_registrar_gets_a_sips_contact(pki: TestPki) -> None:
+    async with registrar(pki, answers_pings=False) as (fake, port):
+        options = {
+            "server": f"sips:127.0.0.1:{port}", "user": "bot@127.0.0.1", "tls_ca_file": str(pki.ca),
+            "register_enabled": True, **server_tls(pki),
+        }  # fmt: skip
+        async with agent(None, **options) as ua:
+            await ua.registrations[0].wait_registered(timeout=5)
+            assert ua.tls_address is not None
+            # RFC 3261 §8.1.1.8: a request to a SIPS URI carries a SIPS Contact (TLS implied, no transport=).
+            assert fake.contacts == [f"<sips:bot@127.0.0.1:{ua.tls_address[1]}>"]
 
 
 async def test_registration_over_tls_to_an_untrusted_registrar_fails_with_the_reason(pki: TestPki) -> None:

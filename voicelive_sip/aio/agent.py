@@ -118,8 +118,8 @@ class UserAgent:
         """Our address-of-record: SIP_USER, or user@our-address."""
         return self._endpoint.aor
 
-    def contact(self, transport: str = "UDP") -> NameAddress:
-        return self._endpoint.contact(transport)
+    def contact(self, transport: str = "UDP", *, secure: bool = False) -> NameAddress:
+        return self._endpoint.contact(transport, secure=secure)
 
     @property
     def draining(self) -> bool:

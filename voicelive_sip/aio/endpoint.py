@@ -72,7 +72,7 @@ class CallEndpoint(Protocol):
     def aor(self) -> SipUri: ...
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
-    def contact(self, transport: str = "UDP") -> NameAddress: ...
+    def contact(self, transport: str = "UDP", *, secure: bool = False) -> NameAddress: ...
     def now(self) -> float: ...
     def spawn(self, job: Coroutine[Any, Any, Any], name: str) -> None: ...
     def pump(self) -> None: ...
@@ -214,12 +214,14 @@ class SipEndpoint:
                 return uri
         return SipUri(host=self.via_host, user="voicelive", port=self.address[1])
 
-    def contact(self, transport: str = "UDP") -> NameAddress:
-        """Our Contact for requests and responses over `transport` (`;transport=tcp|tls`, TLS's own port)."""
-        params = (("transport", transport.lower()),) if transport in ("TCP", "TLS") else ()
+    def contact(self, transport: str = "UDP", *, secure: bool = False) -> NameAddress:
+        """Our Contact over `transport` (`;transport=tcp|tls`, TLS's own port); a `sips:` URI when `secure`
+        (RFC 3261 §8.1.1.8 and §12.1.1: a request to, or a dialog set up by, a SIPS URI; TLS implied)."""
+        params = (("transport", transport.lower()),) if transport in ("TCP", "TLS") and not secure else ()
+        port = self.port_for("TLS" if secure else transport)
         uri = SipUri(
-            host=self.via_host, user=self.aor.user or "voicelive", port=self.port_for(transport),
-            params=params,
+            host=self.via_host, user=self.aor.user or "voicelive", port=port, params=params,
+            scheme="sips" if secure else "sip",
         )  # fmt: skip
         return NameAddress(uri, self.options.display_name)
 
