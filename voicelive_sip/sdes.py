@@ -145,9 +145,7 @@ def parse_key(tag: int, suite_name: str, key_params: str, session_params: Sequen
         raise CryptoNotUsable(f"{where}: malformed key parameters")
     key_salt = _decode_key(where, encoded)
     if len(key_salt) != suite.key_salt_length:
-        raise CryptoNotUsable(
-            f"{where}: key is {len(key_salt)} bytes, {suite.name} needs {suite.key_salt_length}"
-        )
+        raise CryptoNotUsable(f"{where}: key is {len(key_salt)} bytes, needs {suite.key_salt_length}")
     return SdesKey(suite, key_salt)
 
 

@@ -832,18 +832,16 @@ def _stream_srtp(
     """The a=crypto line (and key) to answer `media` with, None for plain RTP; or why `policy` refuses it."""
     savp = media.proto in _SRTP_PROTOS
     if policy == "off":
-        return None, f"m=audio {media.proto} needs SRTP, which is off (MEDIA_SRTP=off)" if savp else None
+        return None, f"{media.proto} needs SRTP and MEDIA_SRTP=off" if savp else None
     chosen, problems = _usable_crypto(media)
     if chosen is not None:
         return chosen, None
-    why = "; ".join(problems) or "none offered"
+    # Short: a Warning header shows the first 120 characters (warning_text), the log shows all of it.
+    why = "; ".join(problems) or "no a=crypto line"
     if savp:
-        return None, f"m=audio {media.proto} has no usable a=crypto ({why})"
+        return None, f"{media.proto}: {why}"
     if policy == "required":
-        return (
-            None,
-            f"SRTP is required (MEDIA_SRTP=required): m=audio {media.proto} has no usable a=crypto ({why})",
-        )
+        return None, f"MEDIA_SRTP=required, {media.proto}: {why}"
     # Best-effort SRTP (RTP/AVP with a=crypto, as Asterisk and FreeSWITCH offer it): no usable key, plain RTP.
     return None, None
 
