@@ -2,6 +2,7 @@
 
     python -m benchmarks.load --calls 100 --seconds 20 [--loop asyncio|uvloop] [--json out.json]
     python -m benchmarks.load --find-max --seconds 20 --loop uvloop     # 50, 100, 150 ... until one fails
+    python -m benchmarks.load --find-max --media both --loop uvloop     # plain RTP and SRTP, step by step
 
 Three processes on 127.0.0.1, started afresh for every step:
 - the gateway (`voicelive_sip.gateway.Gateway`, settings in code, logs at WARNING) pinned to core 0 under
@@ -25,6 +26,13 @@ beyond the idle gateway measured before the first call). A step holds when every
 up, the p99 send-time error is at most 5 ms, and the caller heard no gap inside a reply that the gateway
 caused: gaps while core 1 was saturated, or within 0.3 s after the fake's loop stalled, are the fake's.
 (`voicelive_sip_media_underruns_total` is reported too.)
+
+`--media` chooses what the calls carry: `plain` RTP (MEDIA_SRTP=off on both sides, the default), `srtp` (the
+gateway runs with MEDIA_SRTP=required; the caller offers RTP/SAVP with one a=crypto line of `--srtp-suite`,
+protects every RTP packet it sends and unprotects every one it receives with libsrtp, counting packets that
+fail authentication or replay checks), or `both`: every step is run with plain RTP and then with SRTP, back to
+back, so the two are measured on the same host minute; `--find-max` goes on with each until it fails. The
+caller's SRTP work lands on core 1, next to the fake, not on the gateway's core.
 """
 
 from __future__ import annotations
@@ -52,9 +60,12 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pylibsrtp
 
 TARGET_P99_MS = 5.0
 CONTENDED_PERCENT = 5.0
@@ -81,6 +92,13 @@ FAKE_STALL_REACH_S = 0.3  # a gap up to this long after a fake stall began is th
 SILENCE_PCMU = bytes([0xFF]) * 160  # what the gateway sends (PCMU) when a call's outbound buffer is empty
 RTP_HEADER = struct.Struct("!BBHII")
 TIMESPEC = struct.Struct("@qq")
+MediaMode = Literal["plain", "srtp"]
+MEDIA_MODES: Final[tuple[MediaMode, ...]] = ("plain", "srtp")
+# MEDIA_SRTP of both sides per mode: plain RTP must not be left to the default (optional), under which the
+# gateway answers the caller's best-effort a=crypto with SRTP.
+SRTP_POLICY: Final[dict[MediaMode, Literal["off", "required"]]] = {"plain": "off", "srtp": "required"}
+DEFAULT_SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+SRTP_TARGET_RATIO = 0.8  # issue 14: calls per core with SRTP at least 80 % of plain RTP on the same loop
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,7 +251,9 @@ class GcPauses:
         }
 
 
-def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: int) -> None:
+def gateway_process(
+    workdir: Path, fake_port: int, calls: int, loop: str, core: int, media: MediaMode = "plain"
+) -> None:
     pin(core)
     quiet_logs()
     from pydantic import SecretStr
@@ -256,7 +276,12 @@ def gateway_process(workdir: Path, fake_port: int, calls: int, loop: str, core: 
             max_calls=calls + 50,
             max_transactions=50000,
         ),
-        media=MediaSettings(address="127.0.0.1", port=GATEWAY_MEDIA_PORT, port_count=2 * calls + 128),
+        media=MediaSettings(
+            address="127.0.0.1",
+            port=GATEWAY_MEDIA_PORT,
+            port_count=2 * calls + 128,
+            srtp=SRTP_POLICY[media],
+        ),
         voicelive=VoiceLiveSettings(
             endpoint=f"http://127.0.0.1:{fake_port}",
             api_key=SecretStr("load-test"),
@@ -389,6 +414,59 @@ class Arrivals:
         self.no_kernel_stamp = 0
 
 
+class CallerSrtp:
+    """The caller's SRTP (`--media srtp`): libsrtp sessions per call, and what protecting and checking did.
+
+    Each call gets an outbound session under the caller's key and an inbound one under the gateway's, as a
+    phone would; every failure to unprotect is counted by libsrtp's reason (auth, replay, other).
+    """
+
+    def __init__(self, suite: str) -> None:
+        self.suite = suite
+        self.answers_savp = 0  # answers with RTP/SAVP and a=crypto: the call's media is SRTP
+        self.answers_other: list[str] = []  # anything else (the first few), which must not happen
+        self.protected = 0
+        self.protect_failures = 0
+        self.unprotected = 0
+        self.auth_failures = 0
+        self.replay_failures = 0
+        self.other_failures = 0
+        self.before_keys = 0  # received before the call's answer was processed: nothing to check them with
+
+    @staticmethod
+    def session(key_salt: bytes, suite: str, *, inbound: bool) -> pylibsrtp.Session:
+        import pylibsrtp
+
+        from voicelive_sip.rtp.srtp import PROFILES
+
+        ssrc_type = pylibsrtp.Policy.SSRC_ANY_INBOUND if inbound else pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+        return pylibsrtp.Session(
+            pylibsrtp.Policy(key=key_salt, ssrc_type=ssrc_type, srtp_profile=PROFILES[suite])
+        )
+
+    def dropped(self, reason: str) -> None:
+        if reason == "authentication failure":
+            self.auth_failures += 1
+        elif reason.startswith("replay check failed") or "too old" in reason:
+            self.replay_failures += 1
+        else:
+            self.other_failures += 1
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "answers_savp": self.answers_savp,
+            "answers_other": self.answers_other[:5],
+            "packets_protected": self.protected,
+            "protect_failures": self.protect_failures,
+            "packets_unprotected": self.unprotected,
+            "auth_failures": self.auth_failures,
+            "replay_failures": self.replay_failures,
+            "other_failures": self.other_failures,
+            "received_before_keys": self.before_keys,
+        }
+
+
 class CallerMedia:
     """The RTP of every call the caller places: a port pair per call, as a phone or an SBC would have.
 
@@ -399,20 +477,30 @@ class CallerMedia:
     enough to share core 1 with the fake at 300+ calls. Its own send timing is not what is measured.
     (One socket for all calls would be lighter still, but then every packet the gateway sends contends
     for that one socket's receive queue with the reader on the other core, which slows the gateway down.)
+    With `srtp`, each call's packets are protected on the way out and unprotected on the way in, before
+    anything reads them.
     """
 
-    def __init__(self, port: int, arrivals: Arrivals, cycle: list[bytes]) -> None:
+    def __init__(
+        self, port: int, arrivals: Arrivals, cycle: list[bytes], srtp: CallerSrtp | None = None
+    ) -> None:
         self.next_port = port
         self.arrivals = arrivals
+        self.srtp = srtp
         self.cycle = cycle  # one payload per 20 ms frame of the talk/silence cycle
         self.phases: list[list[list[Any]]] = [[] for _ in range(SEND_PHASES)]
         self.send_errors = 0
         self.lateness_ms = array.array("d")  # how late each send slot started, during the window
         self.sockets: list[socket.socket] = []
+        # SRTP: per RTP socket, [its inbound libsrtp session] (None until the call is answered)
+        self.inbound: dict[int, list[pylibsrtp.Session | None]] = {}
         self.sender = asyncio.get_running_loop().create_task(self._send())
 
     def open(self) -> tuple[int, socket.socket]:
-        """Bind the next RTP/RTCP port pair; returns the RTP port and socket (RTCP goes unread)."""
+        """Bind the next RTP/RTCP port pair; returns the RTP port and socket (RTCP goes unread).
+
+        With SRTP, the socket's inbound libsrtp session is set by `add` once the call is answered.
+        """
         while True:
             port, self.next_port = self.next_port, self.next_port + 2
             pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
@@ -426,7 +514,8 @@ class CallerMedia:
                 continue
             rtp = pair[0]
             rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            asyncio.get_running_loop().add_reader(rtp.fileno(), self._receive, rtp)
+            inbound = None if self.srtp is None else self.inbound.setdefault(rtp.fileno(), [None])
+            asyncio.get_running_loop().add_reader(rtp.fileno(), self._receive, rtp, inbound)
             self.sockets.extend(pair)
             return port, rtp
 
@@ -438,18 +527,46 @@ class CallerMedia:
         index: int,
         calls: int,
         elapsed: float,
+        keys: tuple[bytes, bytes] | None = None,
     ) -> None:
         """Start sending to a call's gateway port, `elapsed` seconds after the first call was placed.
 
         Call `index` starts talking at elapsed = CYCLE_SECONDS * index / calls (modulo the cycle), so the
         talk spurts, and the replies, of N calls are spread evenly over the cycle whenever they were answered.
+        With SRTP, `keys` are (ours, the gateway's) master key and salt.
         """
         period = len(self.cycle)
         offset = (round(elapsed / 0.020) - period * index // calls) % period  # frames into the cycle now
+        sendto: Callable[[bytes, tuple[str, int]], object] = sock.sendto
+        if self.srtp is not None and keys is not None:
+            sendto = self._protected(sock, *keys)
         # [sendto, address, payload type, ssrc, sequence, timestamp, frame]
         self.phases[index % SEND_PHASES].append(
-            [sock.sendto, remote, payload_type, random.getrandbits(32), random.getrandbits(16), 0, offset]
+            [sendto, remote, payload_type, random.getrandbits(32), random.getrandbits(16), 0, offset]
         )
+
+    def _protected(
+        self, sock: socket.socket, local: bytes, remote: bytes
+    ) -> Callable[[bytes, tuple[str, int]], object]:
+        """`sock.sendto` protecting every packet under `local`; also arms the socket's inbound session."""
+        import pylibsrtp
+
+        srtp = self.srtp
+        assert srtp is not None
+        self.inbound[sock.fileno()][0] = srtp.session(remote, srtp.suite, inbound=True)
+        protect = srtp.session(local, srtp.suite, inbound=False).protect
+        sendto = sock.sendto
+
+        def send(packet: bytes, address: tuple[str, int]) -> None:
+            try:
+                packet = protect(packet)
+            except pylibsrtp.Error:
+                srtp.protect_failures += 1
+                return
+            srtp.protected += 1
+            sendto(packet, address)
+
+        return send
 
     async def _send(self) -> None:
         loop = asyncio.get_running_loop()
@@ -479,7 +596,7 @@ class CallerMedia:
                 due, delay = loop.time(), 0.0
             await asyncio.sleep(max(0.0, delay))
 
-    def _receive(self, sock: socket.socket) -> None:
+    def _receive(self, sock: socket.socket, inbound: list[pylibsrtp.Session | None] | None) -> None:
         arrivals, recvmsg, clock_ns = self.arrivals, sock.recvmsg, time.monotonic_ns
         unpack, stamp, silence = RTP_HEADER.unpack_from, TIMESPEC.unpack_from, SILENCE_PCMU
         for _ in range(RECEIVE_BATCH):  # bounded: the sender's next slot must not wait on a long backlog
@@ -490,6 +607,10 @@ class CallerMedia:
             except OSError:
                 continue
             user = clock_ns()
+            if inbound is not None:  # SRTP: every packet is checked, in the window or not
+                data = self._unprotect(inbound[0], data)
+                if not data:
+                    continue
             if not arrivals.active or len(data) < 12:
                 continue
             kernel = 0
@@ -505,6 +626,23 @@ class CallerMedia:
             arrivals.kernel_ns.append(kernel)
             arrivals.user_ns.append(user)
             arrivals.audio.append(data[12:] != silence)
+
+    def _unprotect(self, session: pylibsrtp.Session | None, data: bytes) -> bytes:
+        """The RTP packet inside SRTP `data`, or b"" (counted) when it fails or the keys are not known yet."""
+        import pylibsrtp
+
+        srtp = self.srtp
+        assert srtp is not None
+        if session is None:
+            srtp.before_keys += 1
+            return b""
+        try:
+            packet: bytes = session.unprotect(data)
+        except pylibsrtp.Error as error:
+            srtp.dropped(str(error))
+            return b""
+        srtp.unprotected += 1
+        return packet
 
     def close(self) -> None:
         self.sender.cancel()
@@ -583,12 +721,23 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def caller_process(workdir: Path, target: str, calls: int, seconds: float, core: int, loop: str) -> None:
+def caller_process(
+    workdir: Path,
+    target: str,
+    calls: int,
+    seconds: float,
+    core: int,
+    loop: str,
+    media_mode: MediaMode = "plain",
+    suite: str = DEFAULT_SRTP_SUITE,
+) -> None:
     pin(core)
     quiet_logs()
     from voicelive_sip.aio import CallFailed, OutgoingCall, UserAgent
     from voicelive_sip.codecs import g711
+    from voicelive_sip.codecs.names import Codec
     from voicelive_sip.config import MediaSettings, SipSettings
+    from voicelive_sip.sdes import SdesKey
 
     arrivals = Arrivals()
     t = np.arange(int(8000 * TALK_SECONDS)) / 8000
@@ -598,8 +747,9 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
 
     async def main() -> None:
         sip = SipSettings(local_address="127.0.0.1", port=0, transports=["udp"], max_calls=calls + 50)
-        media = MediaSettings(address="127.0.0.1", codecs=["PCMU"])
-        rtp = CallerMedia(CALLER_MEDIA_PORT, arrivals, cycle)
+        media = MediaSettings(address="127.0.0.1", codecs=[Codec.PCMU], srtp=SRTP_POLICY[media_mode])
+        srtp = CallerSrtp(suite) if media_mode == "srtp" else None
+        rtp = CallerMedia(CALLER_MEDIA_PORT, arrivals, cycle, srtp)
         loop = asyncio.get_running_loop()
         failures: list[str] = []
         up: list[OutgoingCall] = []
@@ -611,6 +761,9 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
                 port, sock = rtp.open()
                 try:
                     call = ua.dial(target, rtp_port=port, codecs=["PCMU"], timeout=20)
+                    if srtp is not None and call.local_media is not None:
+                        # The offer is built when the INVITE task first runs: one a=crypto line, of our suite.
+                        call.local_media.offer_keys = (SdesKey.generate(suite),)
                     answer = await call.answered()
                 except (CallFailed, OSError, TimeoutError) as error:
                     failures.append(repr(error))
@@ -618,8 +771,19 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
                 if answer is None:
                     failures.append("answered without SDP")
                     return
+                keys = None
+                if srtp is not None:
+                    if (
+                        answer.proto == "RTP/SAVP"
+                        and answer.srtp is not None
+                        and answer.srtp.suite.name == suite
+                    ):
+                        srtp.answers_savp += 1
+                        keys = (answer.srtp.local.key_salt, answer.srtp.remote.key_salt)
+                    else:
+                        srtp.answers_other.append(f"{answer.proto} {answer.srtp!r}")
                 up.append(call)
-                rtp.add(sock, answer.remote_rtp, answer.payload_type, index, calls, loop.time() - epoch)
+                rtp.add(sock, answer.remote_rtp, answer.payload_type, index, calls, loop.time() - epoch, keys)
 
         async with UserAgent(sip, media) as ua:
             placing = []
@@ -645,6 +809,9 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
                     break
                 await asyncio.sleep(0.1)
             await asyncio.gather(*(call.hangup() for call in up if not call.ended), return_exceptions=True)
+            sender_failure = (
+                rtp.sender.exception() if rtp.sender.done() and not rtp.sender.cancelled() else None
+            )
             rtp.close()
         ssrc = np.frombuffer(arrivals.ssrc, dtype=np.uint64)
         timestamp = np.frombuffer(arrivals.timestamp, dtype=np.int64)
@@ -672,6 +839,9 @@ def caller_process(workdir: Path, target: str, calls: int, seconds: float, core:
             "window_monotonic": window,
             "caller_send_errors": rtp.send_errors,
             "caller_send_lateness_ms": percentiles(np.frombuffer(rtp.lateness_ms, dtype=np.float64)),
+            "sender_failure": None if sender_failure is None else repr(sender_failure),
+            "media": media_mode,
+            "srtp": None if srtp is None else srtp.report(),
         }
         (workdir / "caller.json").write_text(json.dumps(result))
 
@@ -688,8 +858,9 @@ def prometheus(path: Path) -> dict[str, Any]:
 
     underruns = 0.0
     buckets: dict[str, list[tuple[float, float]]] = {"uplink": [], "downlink": []}
+    srtp: dict[str, float] = {}
     if not path.exists():
-        return {"underruns": None, "buckets": buckets}
+        return {"underruns": None, "buckets": buckets, "srtp": srtp}
     for family in text_string_to_metric_families(path.read_text()):
         for sample in family.samples:
             if sample.name == "voicelive_sip_media_underruns_total":
@@ -697,7 +868,14 @@ def prometheus(path: Path) -> dict[str, Any]:
             elif sample.name == "voicelive_sip_gateway_latency_seconds_bucket":
                 bound = float(sample.labels["le"])
                 buckets[sample.labels["direction"]].append((bound, sample.value))
-    return {"underruns": underruns, "buckets": {k: sorted(v) for k, v in buckets.items()}}
+            elif "srtp" in sample.name and not sample.name.endswith("_created"):
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                srtp[f"{sample.name}{{{labels}}}"] = sample.value
+    return {
+        "underruns": underruns,
+        "buckets": {k: sorted(v) for k, v in buckets.items()},
+        "srtp": srtp,
+    }
 
 
 def histogram_quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
@@ -784,6 +962,8 @@ def run_step(
     other_core: int = 1,
     profile: Path | None = None,
     generator_loop: str = "asyncio",
+    media: MediaMode = "plain",
+    srtp_suite: str = DEFAULT_SRTP_SUITE,
 ) -> dict[str, Any]:
     """One measurement: fresh fake, gateway and caller; returns the step's report."""
     speed_before = core_speed(gateway_core)
@@ -792,7 +972,9 @@ def run_step(
         fake = procs.start("fake", "--pace", str(pace), "--loop", generator_loop, core=other_core)
         fake_port = wait_for_file(workdir / "fake_port", fake, 30, "the fake")
         gateway = procs.start(
-            "gateway", "--fake-port", fake_port, "--calls", str(calls), "--loop", loop, core=gateway_core
+            "gateway",
+            *("--fake-port", fake_port, "--calls", str(calls), "--loop", loop, "--media", media),
+            core=gateway_core,
         )
         sip_port = wait_for_file(workdir / "gateway_port", gateway, 30, "the gateway")
         time.sleep(0.5)
@@ -801,6 +983,7 @@ def run_step(
             "caller",
             *("--target", f"sip:load@127.0.0.1:{sip_port}", "--calls", str(calls)),
             *("--seconds", str(seconds), "--loop", generator_loop),
+            *("--media", media, "--srtp-suite", srtp_suite),
             core=other_core,
         )
         timeout = calls / SETUP_RATE + WARMUP_SECONDS + 60
@@ -879,11 +1062,24 @@ def run_step(
     gap_times = result["audible_gaps"]["at"]
     after_fake_stall = gaps_after_stalls(gap_times, fake_stalls)
     gateway_gaps = len(gap_times) - after_fake_stall if core1 < 90 else None
-    held = failed == 0 and p99 is not None and p99 <= TARGET_P99_MS and gateway_gaps == 0
+    srtp = result["srtp"]
+    gateway_dropped = sum(v for k, v in end["srtp"].items() if k.startswith("voicelive_sip_srtp_dropped"))
+    # With SRTP every call must have been answered RTP/SAVP and no packet may have failed its check, on
+    # either side (the gateway's drops are its counters at the end of the window, the whole run's).
+    srtp_ok = srtp is None or (
+        srtp["answers_savp"] == set_up
+        and srtp["auth_failures"] == 0
+        and srtp["other_failures"] == 0
+        and srtp["protect_failures"] == 0
+        and gateway_dropped == 0
+    )
+    held = failed == 0 and p99 is not None and p99 <= TARGET_P99_MS and gateway_gaps == 0 and srtp_ok
     return {
         "calls": calls,
         "seconds": seconds,
         "loop": loop,
+        "media": media,
+        "srtp_suite": srtp_suite if media == "srtp" else None,
         "fake_pace": pace,
         "generator_loop": generator_loop,
         "calls_set_up": set_up,
@@ -892,6 +1088,7 @@ def run_step(
         "gateway_core_speed_ms": speed,
         "gateway_cpu_percent": round(cpu[gateway.pid], 1),
         "gateway_kernel_cpu_percent": round(gateway_kernel, 1),  # of which in system calls (sockets)
+        "gateway_cpu_percent_per_call": round(cpu[gateway.pid] / set_up, 4) if set_up else None,
         "gateway_rss_idle_mib": round(idle_rss, 1),
         "gateway_rss_mib": round(steady_rss, 1),
         "gateway_rss_peak_mib": round(peak_rss, 1),
@@ -900,6 +1097,8 @@ def run_step(
         "send_error_userspace_ms": result["send_error_userspace_ms"],
         "latency_ms": latency(start, end),
         "underruns": underruns,
+        # The gateway's SRTP counters at the end of the window (drops by kind, calls by suite).
+        "gateway_srtp": end["srtp"],
         "audible_gaps": result["audible_gaps"],
         "gaps_after_fake_stall": after_fake_stall,
         "gateway_caused_gaps": gateway_gaps,
@@ -921,7 +1120,54 @@ def run_step(
         else None,
         "caller": result,
         "gateway_warnings": gateway_log.count("warning") + gateway_log.count("error"),
+        "srtp_ok": srtp_ok,
         "held": held,
+    }
+
+
+def largest_held(steps: Sequence[dict[str, Any]]) -> int:
+    """The largest N whose last attempt held (0: none did)."""
+    final = {s["calls"]: s for s in steps}
+    held = [calls for calls, s in final.items() if s["held"]]
+    return max(held) if held else 0
+
+
+def compare(plain: Sequence[dict[str, Any]], srtp: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """SRTP against plain RTP: the largest N each held, their ratio, the gateway's CPU at every N both ran.
+
+    `calls_per_core` extrapolates a step's N to a whole core (N / CPU share): what the gateway's CPU alone
+    would allow, which the held N reaches only when nothing else (core 1, the send-time error) stops it first.
+    """
+    plain_final = {s["calls"]: s for s in plain}
+    srtp_final = {s["calls"]: s for s in srtp}
+    steps = []
+    for calls in sorted(plain_final.keys() & srtp_final.keys()):
+        a, b = plain_final[calls], srtp_final[calls]
+        cpu_a, cpu_b = a["gateway_cpu_percent"], b["gateway_cpu_percent"]
+        steps.append(
+            {
+                "calls": calls,
+                "held": {"plain": a["held"], "srtp": b["held"]},
+                "gateway_cpu_percent": {"plain": cpu_a, "srtp": cpu_b},
+                "srtp_cpu_over_plain": round(cpu_b / cpu_a, 3) if cpu_a else None,
+                "calls_per_core": {
+                    "plain": round(100 * calls / cpu_a) if cpu_a else None,
+                    "srtp": round(100 * calls / cpu_b) if cpu_b else None,
+                },
+                "gateway_core_speed_ms": {
+                    "plain": a["gateway_core_speed_ms"],
+                    "srtp": b["gateway_core_speed_ms"],
+                },
+            }
+        )
+    held_plain, held_srtp = largest_held(plain), largest_held(srtp)
+    ratio = round(held_srtp / held_plain, 3) if held_plain else None
+    return {
+        "largest_calls_held": {"plain": held_plain, "srtp": held_srtp},
+        "srtp_of_plain": ratio,
+        "target": SRTP_TARGET_RATIO,
+        "met": ratio is not None and ratio >= SRTP_TARGET_RATIO,
+        "steps": steps,
     }
 
 
@@ -948,6 +1194,18 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy the gateway during the window (.svg or .txt)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument(
+        "--media",
+        choices=[*MEDIA_MODES, "both"],
+        default="plain",
+        help="plain RTP, SRTP on both legs, or both back to back at every step",
+    )
+    parser.add_argument(
+        "--srtp-suite",
+        choices=["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM"],
+        default=DEFAULT_SRTP_SUITE,
+        help="the one suite the caller offers with --media srtp",
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=2,
@@ -962,44 +1220,53 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.role == "gateway":
-        gateway_process(args.workdir, args.fake_port, args.calls, args.loop, args.core)
+        gateway_process(args.workdir, args.fake_port, args.calls, args.loop, args.core, args.media)
         return
     if args.role == "fake":
         fake_process(args.workdir, args.pace, args.core, args.loop)
         return
     if args.role == "caller":
-        caller_process(args.workdir, args.target, args.calls, args.seconds, args.core, args.loop)
+        caller_process(
+            *(args.workdir, args.target, args.calls, args.seconds, args.core, args.loop),
+            *(args.media, args.srtp_suite),
+        )
         return
 
     if args.loop == "uvloop":
         import uvloop  # noqa: F401  (fail here, not inside the gateway process)
     other_core = args.other_core if (os.cpu_count() or 1) > 1 else args.gateway_core
     counts = [int(n) for n in args.steps.split(",")] if args.find_max else [args.calls]
-    steps: list[dict[str, Any]] = []
+    modes: list[MediaMode] = list(MEDIA_MODES) if args.media == "both" else [args.media]
+    runs: dict[MediaMode, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    going = list(modes)
     for calls in counts:
-        for attempt in range(1 + args.retries):
-            step = run_step(
-                calls,
-                args.seconds,
-                args.loop,
-                pace=args.pace,
-                gateway_core=args.gateway_core,
-                other_core=other_core,
-                profile=args.profile if not args.find_max else None,
-                generator_loop=args.generator_loop,
-            )
-            step["attempt"] = attempt + 1
-            steps.append(step)
-            # A step that failed while something else ran on the gateway's core measured the neighbour.
-            if step["held"] or (step["other_load_on_gateway_core_percent"] or 0) < CONTENDED_PERCENT:
-                break
-        keys = ("calls", "failed_calls", "gateway_cpu_percent", "gateway_caused_gaps", "held")
-        summary = {k: step[k] for k in keys}
-        print(json.dumps(summary | {"send_error_ms": step["send_error_ms"]}), file=sys.stderr)
-        if args.find_max and not step["held"]:
+        # With both, each size runs plain then SRTP back to back: the shared host drifts by the minute.
+        for mode in list(going):
+            for attempt in range(1 + args.retries):
+                step = run_step(
+                    calls,
+                    args.seconds,
+                    args.loop,
+                    pace=args.pace,
+                    gateway_core=args.gateway_core,
+                    other_core=other_core,
+                    profile=args.profile if not args.find_max else None,
+                    generator_loop=args.generator_loop,
+                    media=mode,
+                    srtp_suite=args.srtp_suite,
+                )
+                step["attempt"] = attempt + 1
+                runs[mode].append(step)
+                # A step that failed while something else ran on the gateway's core measured the neighbour.
+                if step["held"] or (step["other_load_on_gateway_core_percent"] or 0) < CONTENDED_PERCENT:
+                    break
+            keys = ("calls", "media", "failed_calls", "gateway_cpu_percent", "gateway_caused_gaps", "held")
+            summary = {k: step[k] for k in keys}
+            print(json.dumps(summary | {"send_error_ms": step["send_error_ms"]}), file=sys.stderr)
+            if args.find_max and not step["held"]:
+                going.remove(mode)
+        if not going:
             break
-    final = {s["calls"]: s for s in steps}  # the last attempt of every size
-    held = [calls for calls, s in final.items() if s["held"]]
     report: dict[str, Any] = {
         "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.load", *sys.argv[1:]]),
         "loop": args.loop,
@@ -1007,12 +1274,22 @@ def main() -> None:
         "gateway_core": args.gateway_core,
         "other_core": other_core,
         "machine": machine(),
-        "largest_calls_held": max(held) if held else 0,
-        "targets": {"send_error_p99_ms": TARGET_P99_MS},
-        "steps": steps,
+        "media": args.media,
+        "srtp_suite": args.srtp_suite if args.media != "plain" else None,
+        "targets": {"send_error_p99_ms": TARGET_P99_MS, "srtp_calls_of_plain": SRTP_TARGET_RATIO},
     }
-    if not args.find_max:
-        report.update(steps[-1])
+    if len(modes) == 1:
+        report |= {"largest_calls_held": largest_held(runs[modes[0]]), "steps": runs[modes[0]]}
+        if not args.find_max:
+            report.update(runs[modes[0]][-1])
+    else:
+        report |= {
+            "runs": {
+                mode: {"largest_calls_held": largest_held(steps), "steps": steps}
+                for mode, steps in runs.items()
+            },
+            "comparison": compare(runs["plain"], runs["srtp"]),
+        }
     text = json.dumps(report, indent=2)
     if args.json is not None:
         args.json.write_text(text)
