@@ -47,6 +47,13 @@ async def agent(srtp: str, *, answers: bool = True) -> AsyncIterator[UserAgent]:
         await ua.close()
 
 
+async def acked(ua: UserAgent) -> None:
+    """Until `ua` has the ACKs of its 2xx to re-INVITEs: before that its dialogs refuse a new INVITE (491)."""
+    async with asyncio.timeout(5):
+        while ua._table.by_reinvite:
+            await asyncio.sleep(0.01)
+
+
 def uri(ua: UserAgent) -> str:
     return f"sip:bot@{LOCAL}:{ua.address[1]}"
 
@@ -85,6 +92,14 @@ async def test_two_user_agents_settle_srtp_by_policy(
         resumed = await call.unhold()
         assert resumed is not None and resumed.srtp == before
         assert (resumed.proto, incoming.media.proto) == (proto, proto)
+        # The answerer's own re-offer stays in the transport in use (RTP/AVP best effort even when required).
+        await acked(bob)
+        held_by_bob = await incoming.hold()
+        assert held_by_bob is not None and held_by_bob.srtp == answered_before
+        assert incoming.local_sdp is not None and incoming.local_sdp.media[0].proto == proto
+        assert len(incoming.local_sdp.media[0].crypto) == 1  # the key in use, not a new set
+        await incoming.unhold()
+        await acked(alice)
 
         # A re-INVITE with a new key (as a peer re-keying would send) gets a new key back.
         assert call.local_media is not None

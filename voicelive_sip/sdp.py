@@ -1124,8 +1124,14 @@ def build_offer(
     return session.stamp(_local_description(local_address, [media]))
 
 
-def parse_answer(offer: SessionDescription, answer: SessionDescription) -> NegotiatedMedia:
-    """Check `answer` against our `offer` (RFC 3264 §6) and return what it settled for our audio stream."""
+def parse_answer(
+    offer: SessionDescription, answer: SessionDescription, *, srtp: SrtpPolicy | None = None
+) -> NegotiatedMedia:
+    """Check `answer` against our `offer` (RFC 3264 §6) and return what it settled for our audio stream.
+
+    With `srtp="required"` an answer that leaves a best-effort offer (RTP/AVP with a=crypto) plain is
+    SrtpNotAcceptable; an RTP/SAVP offer needs a keyed answer whatever the policy.
+    """
     if len(answer.media) != len(offer.media):
         raise SdpError(
             f"answer has {len(answer.media)} m= lines for an offer of {len(offer.media)} (RFC 3264 §6)"
@@ -1164,6 +1170,8 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
     remote_direction = _effective_remote_direction(answer.media_direction(theirs), connection)
     local_direction = _answer_direction(offer.media_direction(ours), remote_direction)
     remote_crypto, local_crypto, keys = _answered_crypto(ours, theirs)
+    if keys is None and srtp is not None and srtp_policy(srtp) == "required":
+        raise SrtpNotAcceptable("MEDIA_SRTP=required and the answer chose plain RTP")
     mux = ours.rtcp_mux and theirs.rtcp_mux
     return NegotiatedMedia(
         codec=Codec(chosen[0]),

@@ -256,6 +256,8 @@ def test_a_best_effort_offer_uses_srtp_only_when_the_answer_takes_a_key() -> Non
     assert keyed.srtp is not None and keyed.srtp.tag == 1
     assert keyed.srtp.local == offer.media[0].crypto[0].key()
     assert parse_answer(offer, answer_to(offer, "off")).srtp is None
+    with pytest.raises(SrtpNotAcceptable, match="MEDIA_SRTP=required"):
+        parse_answer(offer, answer_to(offer, "off"), srtp="required")
 
 
 def test_an_answer_must_echo_one_of_our_lines_with_a_usable_key() -> None:

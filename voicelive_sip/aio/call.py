@@ -353,7 +353,7 @@ class Call:
                     self.local_sdp = offer
                     if response.body:
                         self.remote_sdp = SessionDescription.parse(response.body)
-                        media = parse_answer(offer, self.remote_sdp)
+                        media = parse_answer(offer, self.remote_sdp, srtp=local.srtp)
                         self._settle(media)
                         self._emit(MediaUpdated(media))
                     if self.session_timer is not None:
@@ -439,7 +439,7 @@ class Call:
             return
         try:
             self.remote_sdp = SessionDescription.parse(ack.body)
-            media = parse_answer(offer, self.remote_sdp)
+            media = parse_answer(offer, self.remote_sdp, srtp=self.local_media.srtp)
         except SdpError as error:
             log.warning("sip.bad_sdp_in_ack", call_id=self.call_id, error=str(error))
             return

@@ -141,9 +141,10 @@ class LocalMedia:
 
     @property
     def offer_policy(self) -> SrtpPolicy:
-        """The policy of our next offer: RTP/SAVP again while an RTP/SAVP session is in use (no downgrade)."""
-        if self.srtp != "off" and self.srtp_keys is not None and "SAVP" in self.proto:
-            return "required"
+        """How our next offer is written: while SRTP is in use, in the transport in use (a peer that took
+        best-effort RTP/AVP with a=crypto may refuse RTP/SAVP); else as MEDIA_SRTP says."""
+        if self.srtp_keys is not None:
+            return "required" if "SAVP" in self.proto else "optional"
         return self.srtp
 
     @property
