@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import pytest
+from structlog.testing import capture_logs
 
 from voicelive_sip.aio import CallFailed, IncomingCall, UserAgent
 from voicelive_sip.config import GatewaySettings, MediaSettings, Settings, SipSettings
 from voicelive_sip.gateway import Gateway
 from voicelive_sip.rtp.packet import build_rtp_header
 from voicelive_sip.rtp.session import RtpSession
-from voicelive_sip.sdes import SUITES, SdesKey
+from voicelive_sip.sdes import SUITES, SdesKey, SrtpKeys
 from voicelive_sip.sip import Response, parse_message
 from voicelive_sip.testing import FakeVoiceLive, SipPhone
 
@@ -212,9 +213,24 @@ def gateway_rtp(running: Gateway) -> RtpSession:
 async def test_an_srtp_call_to_the_gateway_hears_the_greeting_and_forgeries_are_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    with capture_logs() as logs:
+        keys = await _srtp_call_to_the_gateway(monkeypatch)
+    shown = repr(logs)
+    assert "rtp.srtp_started" in shown and "sip.srtp_negotiated" in shown and "rtp.srtp_dropped" in shown
+    for key in (keys.local, keys.remote):  # no key in any log event of either side
+        assert (
+            key.inline[7:] not in shown
+            and key.key_salt.hex() not in shown
+            and repr(key.key_salt) not in shown
+        )
+
+
+async def _srtp_call_to_the_gateway(monkeypatch: pytest.MonkeyPatch) -> SrtpKeys:
     async with gateway(monkeypatch, "required", "required", 26400) as (running, phone):
         call = await phone.call(f"sip:agent@{LOCAL}:{running.ua.address[1]}")
         assert call.call.media is not None and call.call.media.proto == "RTP/SAVP"
+        keys = call.call.media.srtp
+        assert keys is not None
         await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
         start = call.first_audio_time()
         assert start is not None
@@ -245,6 +261,7 @@ async def test_an_srtp_call_to_the_gateway_hears_the_greeting_and_forgeries_are_
         exported = running.metrics.render()[0].decode()
         assert 'voicelive_sip_srtp_dropped_total{kind="auth"} 20.0' in exported  # moved to the ended total
         assert 'voicelive_sip_srtp_calls_total{suite="AES_CM_128_HMAC_SHA1_80"} 1.0' in exported
+    return keys
 
 
 @pytest.mark.parametrize(("gateway_srtp", "phone_srtp"), [("off", "required"), ("required", "off")])

@@ -1,4 +1,4 @@
-"""The RTP media engine: packets, jitter buffer, RFC 4733 DTMF, the 20 ms media clock, call sessions."""
+"""The RTP media engine: packets, jitter buffer, RFC 4733 DTMF, the 20 ms media clock, SRTP, call sessions."""
 
 from voicelive_sip.media import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.clock import ClockStatistics, MediaClock, TickSchedule
@@ -29,6 +29,7 @@ from voicelive_sip.rtp.session import (
     RtpSession,
     RtpSessionStats,
 )
+from voicelive_sip.rtp.srtp import SrtpContext, SrtpDropped, SrtpSendError
 from voicelive_sip.rtp.stats import ReceptionSnapshot, ReceptionStatistics
 
 __all__ = [
@@ -61,6 +62,9 @@ __all__ = [
     "SdesChunk",
     "SenderReport",
     "SourceDescription",
+    "SrtpContext",
+    "SrtpDropped",
+    "SrtpSendError",
     "SsrcChanged",
     "TelephoneEventReceiver",
     "TelephoneEventSender",
