@@ -278,7 +278,9 @@ async def test_close_is_not_held_up_by_a_peer_that_never_answers_close_notify(pk
     assert (await read_response(reader)).status_code == 200
     # Like baresip: the connection stays open and nothing answers our close_notify (asyncio would otherwise
     # wait up to its 30 s SSL shutdown timeout for it).
-    writer.transport.pause_reading()
+    transport = writer.transport
+    assert isinstance(transport, asyncio.Transport)
+    transport.pause_reading()
     try:
         await asyncio.wait_for(agent.close(), WAIT)
     finally:
