@@ -145,7 +145,8 @@ class TlsSession:
             except ssl.SSLZeroReturnError:  # the peer's close_notify
                 self.closed_by_peer = True
                 break
-            if not chunk:
+            if not chunk:  # so is an empty read: no data left raises SSLWantReadError instead
+                self.closed_by_peer = True
                 break
             plain += chunk
         return bytes(plain), self._out.read()
