@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from voicelive_sip.sdes import SUITES, SdesKey
 from voicelive_sip.sdp import (
     Attribute,
     Connection,
@@ -18,12 +19,11 @@ from voicelive_sip.sdp import (
     RtpMap,
     SdpError,
     SessionDescription,
+    SrtpNotAcceptable,
     answer_offer,
     build_offer,
     parse_answer,
 )
-from voicelive_sip.sdes import SUITES, SdesKey
-from voicelive_sip.sdp import SrtpNotAcceptable
 
 DATA = Path(__file__).parent / "data"
 LOCAL = "10.1.2.3"
