@@ -275,6 +275,9 @@ def gateway_process(
             transports=["udp"],
             max_calls=calls + 50,
             max_transactions=50000,
+            # Every call comes from the caller's one address, as from an SBC; it never has more than
+            # SETUP_CONCURRENCY INVITEs unanswered (the default, 20, made a slow step fail calls with 486).
+            max_pending_invites_per_source=SETUP_CONCURRENCY,
         ),
         media=MediaSettings(
             address="127.0.0.1",
