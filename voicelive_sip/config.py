@@ -632,6 +632,20 @@ class GatewaySettings(BaseSettings):
     goodbye_timeout: float = Field(
         default=10.0, gt=0, description="After hang_up, longest wait for the goodbye to finish playing (s)."
     )
+    voicelive_failures_unhealthy: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Voice Live connection attempts in a row that must fail before the gateway reports itself "
+            "unavailable (OPTIONS and new INVITEs get 503 with Retry-After, /readyz 503) and probes until "
+            "the service is back; 0 never reports it."
+        ),
+    )
+    health_probe_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="While Voice Live is marked unreachable, try a connection this often (s).",
+    )
     drain_timeout: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long calls in progress may continue (s)."
     )

@@ -13,12 +13,14 @@ from .aio import CallFailed, IncomingCall, Registration, RegistrationState, User
 from .aio.endpoint import target_uri
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
 from .config import Settings, VoiceLiveSettings
-from .errors import LocalProtocolError, SipParseError
+from .errors import LocalProtocolError, SipParseError, VoiceLiveError
 from .logs import bind_call_context
 from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSessionStats
 from .targets import TargetPattern, allowed
+from .voicelive.connection import VoiceLiveSession
+from .voicelive.health import ServiceHealth
 from .voicelive.tools import Tool
 
 log = structlog.get_logger("voicelive_sip.gateway")
@@ -62,6 +64,9 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.metrics.watch_security(self.ua.security_counters)
         self.metrics.watch_srtp(self._srtp_dropped_live)
+        # Voice Live reachability from every call's connection attempt: OPTIONS, INVITE and /readyz use it.
+        self.voicelive_health = ServiceHealth(self.settings.gateway.voicelive_failures_unhealthy)
+        self.ua.health = lambda: self.voicelive_health.problem
         self.sessions: set[CallSession] = set()
         self.summaries: list[CallSummary] = []  # the most recent ones, bounded
         self._tasks = TaskSet()
@@ -96,15 +101,50 @@ class Gateway:
         await self._stopped.wait()
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready = transports bound, registered where configured, not draining (for /readyz)."""
+        """Ready (for /readyz) = transports bound, registered where configured, and able to take a call: not
+        draining, not at SIP_MAX_CALLS, Voice Live not known to be unreachable (what OPTIONS answers too)."""
         registered = all(r.state is RegistrationState.REGISTERED for r in self.ua.registrations)
+        refusal = self.ua.unavailable() if self.started else ("not started", 0)
         details: dict[str, object] = {
             "transports": self.started,
             "registered": registered,
             "draining": self.draining,
             "active_calls": len(self.sessions),
+            "voicelive_reachable": not self.voicelive_health.down,
+            "unavailable": refusal[0] if refusal is not None else None,
         }
-        return self.started and registered and not self.draining, details
+        return self.started and registered and refusal is None, details
+
+    def _voicelive_outcome(self, error: VoiceLiveError | None) -> None:
+        """Note how a Voice Live connection attempt went (None: it worked); probe while it is down."""
+        health, was_down = self.voicelive_health, self.voicelive_health.down
+        if error is None:
+            health.succeeded()
+        else:
+            health.failed(str(error))
+        if health.down and not was_down:
+            log.warning(
+                "gateway.voicelive_unreachable", failures=health.failures_in_a_row, error=health.last_error
+            )
+            self._tasks.spawn(self._probe_voicelive(), name="gateway.voicelive_probe")
+        elif was_down and not health.down:
+            log.info("gateway.voicelive_reachable")
+
+    async def _probe_voicelive(self) -> None:
+        """While Voice Live is marked down, try a connection every GATEWAY_HEALTH_PROBE_INTERVAL (no call
+        comes in to try it: OPTIONS told the dispatcher to send calls elsewhere)."""
+        health = self.voicelive_health
+        while True:
+            await asyncio.sleep(self.settings.gateway.health_probe_interval)
+            if not self.started or not health.down:
+                return  # stopped, or a call got through meanwhile
+            try:
+                async with VoiceLiveSession(self.settings.voicelive, credential=self.credential):
+                    pass
+            except VoiceLiveError as error:
+                self._voicelive_outcome(error)
+            else:
+                self._voicelive_outcome(None)
 
     def _srtp_dropped_live(self) -> dict[str, int]:
         """SRTP packets dropped so far by the calls in progress, by kind (read at scrape time)."""
@@ -167,7 +207,17 @@ class Gateway:
         if not allowed(uri, patterns, server=server):
             log.warning("security.outbound_refused", target=str(uri)[:120])
             raise CallFailed(403, "target not allowed by GATEWAY_OUTBOUND_ALLOWED")
-        session = await CallSession.place(
+        try:
+            session = await self._place(target, voicelive_settings)
+        except VoiceLiveError as error:
+            self._voicelive_outcome(error)
+            raise
+        self._voicelive_outcome(None)
+        self._tasks.spawn(self._run(session), name="gateway.call")
+        return session
+
+    async def _place(self, target: str, voicelive_settings: VoiceLiveSettings | None) -> CallSession:
+        return await CallSession.place(
             self.ua,
             target,
             settings=self.settings,
@@ -180,8 +230,6 @@ class Gateway:
             on_recording=self.on_recording,
             metrics=self.metrics,
         )
-        self._tasks.spawn(self._run(session), name="gateway.call")
-        return session
 
     async def _accept(self) -> None:
         async for call in self.ua.incoming_calls():
@@ -211,6 +259,8 @@ class Gateway:
                 metrics=self.metrics,
             )
         except CallFailed as error:
+            if isinstance(error.__cause__, VoiceLiveError):
+                self._voicelive_outcome(error.__cause__)
             self.metrics.call_rejected(error.status_code)
             log.info(
                 "gateway.call_not_set_up", call_id=call.call_id, status=error.status_code, reason=error.reason
@@ -229,6 +279,7 @@ class Gateway:
                     error=str(error),
                 )
             return
+        self._voicelive_outcome(None)  # the session is up: Voice Live answered
         await self._run(session)
 
     async def _run(self, session: CallSession) -> None:

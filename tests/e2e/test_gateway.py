@@ -40,12 +40,13 @@ async def bridge(
     fake_options: dict[str, Any] | None = None,
     gateway_options: dict[str, Any] | None = None,
     voicelive_options: dict[str, Any] | None = None,
+    sip_options: dict[str, Any] | None = None,
     **gateway_kwargs: Any,
 ) -> AsyncIterator[tuple[FakeVoiceLive, Gateway, SipPhone]]:
     options = {"pace": 1.0, **(fake_options or {})}
     async with FakeVoiceLive(**options) as fake:
         settings = Settings(
-            sip=SipSettings(port=0, local_address="127.0.0.1", t1=0.1),
+            sip=SipSettings(port=0, local_address="127.0.0.1", t1=0.1, **(sip_options or {})),
             media=MediaSettings(address="127.0.0.1", port=media_port(), port_count=100),
             voicelive=fake.settings(**{"proactive_greeting_enabled": True, **(voicelive_options or {})}),
             gateway=GatewaySettings(**(gateway_options or {})),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -129,6 +129,20 @@ class UserAgent:
     @draining.setter
     def draining(self, value: bool) -> None:
         self._incoming.draining = value
+
+    @property
+    def health(self) -> Callable[[], str | None] | None:
+        """A check the application sets: it returns why new calls would fail (e.g. Voice Live is unreachable),
+        or None. While it says so, OPTIONS and new INVITEs get 503 with Retry-After."""
+        return self._incoming.health
+
+    @health.setter
+    def health(self, check: Callable[[], str | None] | None) -> None:
+        self._incoming.health = check
+
+    def unavailable(self) -> tuple[str, int] | None:
+        """Why a new call would be refused now (draining, full, unhealthy) and its Retry-After; or None."""
+        return self._incoming.unavailable()
 
     def security_counters(self) -> dict[str, int]:
         """Packets and requests the defences dropped so far, by kind (flood, malformed, unknown dialog)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import structlog
 
@@ -46,6 +46,8 @@ class IncomingRequests:
         self.options = endpoint.options
         self.table = table
         self.draining = False
+        # Set by the application (the gateway: Voice Live reachability): why new calls would fail, or None.
+        self.health: Callable[[], str | None] | None = None
         self.merged = MergedRequests()
         self.queue: asyncio.Queue[IncomingCall] = asyncio.Queue(maxsize=self.options.max_calls)
         self._by_invite: dict[str, IncomingCall] = {}  # our INVITE server transactions, until they end
@@ -128,11 +130,30 @@ class IncomingRequests:
             return None
         return found
 
+    def unavailable(self) -> tuple[str, int] | None:
+        """Why a new call would be refused now, with the Retry-After to give; None when one can be taken.
+
+        What OPTIONS answers (503 then, 200 otherwise), so a dispatcher's probing (Kamailio's
+        ds_probing_mode) takes a draining, full or cut-off gateway out of its set and puts it back after.
+        """
+        if self.draining:
+            return "draining", 30
+        if len(self.table.live) >= self.options.max_calls:
+            return "full", 5
+        problem = self.health() if self.health is not None else None
+        if problem:
+            return problem, 30
+        return None
+
     def _on_options(self, event: RequestReceived) -> None:
-        status = 503 if self.draining else 200
-        self.endpoint.respond(
-            event, status, headers=[("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", SUPPORTED)]
-        )
+        headers: list[tuple[str, object]] = [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", SUPPORTED)]
+        refusal = self.unavailable()
+        if refusal is None:
+            self.endpoint.respond(event, 200, headers=headers)
+            return
+        reason, retry_after = refusal
+        headers += [("Retry-After", str(retry_after)), ("Warning", f'399 - "{warning_text(reason)}"')]
+        self.endpoint.respond(event, 503, headers=headers)
 
     # -- new calls -------------------------------------------------------------------------------------
     def _on_invite(self, event: RequestReceived) -> None:
@@ -145,6 +166,12 @@ class IncomingRequests:
             log.info("sip.call_refused_busy", call_id=request.call_id, active=len(self.table.live))
             extra = [("Retry-After", "5")] if self.options.busy_status == 503 else []
             respond(event, self.options.busy_status, headers=extra)
+            return
+        problem = self.health() if self.health is not None else None
+        if problem:  # the call would fail: 503 at once, so a proxy tries another gateway
+            log.info("sip.call_refused_unhealthy", call_id=request.call_id, reason=problem)
+            warning = f'399 - "{warning_text(problem)}"'
+            respond(event, 503, headers=[("Retry-After", "30"), ("Warning", warning)])
             return
         if self._pending_from(event.source[0]) >= self.options.max_pending_invites_per_source:
             log.warning(
