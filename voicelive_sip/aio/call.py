@@ -307,7 +307,7 @@ class Call:
         def build() -> Request:
             request = dialog.create_request(method, headers=headers, body=body, content_type=content_type)
             if method in ("INVITE", "UPDATE", "REFER", "NOTIFY"):
-                request.headers.set("Contact", endpoint.contact(transport))
+                request.headers.set("Contact", endpoint.contact(transport, peer=destination[0]))
             return request
 
         response, sent = await endpoint.authenticated(build, destination, transport, self._auth)
@@ -421,7 +421,7 @@ class Call:
             return
         body, offer = answered
         headers: list[tuple[str, object]] = [
-            ("Contact", self._endpoint.contact(event.transport)),
+            ("Contact", self._endpoint.contact(event.transport, peer=event.source[0])),
             ("Allow", ALLOW),
             *self._refresh_headers(),
             ("Content-Type", "application/sdp"),
@@ -494,7 +494,7 @@ class Call:
         if not self._refresh_allowed(event):
             return
         headers: list[tuple[str, object]] = [
-            ("Contact", self._endpoint.contact(event.transport)),
+            ("Contact", self._endpoint.contact(event.transport, peer=event.source[0])),
             *self._refresh_headers(),
         ]
         if not event.request.body:

@@ -8,6 +8,7 @@ Requests we send go through here too (DNS, Via, the RFC 3261 §18.1.1 size rule,
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,6 +48,19 @@ from .transport import ConnectFailed, TransportLayer
 log = structlog.get_logger("voicelive_sip.sip.ua")
 
 UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
+WILDCARDS = ("0.0.0.0", "::", "[::]")
+MAX_ROUTES = 4096
+
+
+def _source_address_towards(peer: str) -> str | None:
+    """The local address the kernel would send from to reach `peer` (None when there is no route)."""
+    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((peer, 9))  # UDP connect: a route lookup, no packet
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
 
 
 class TransactionUser(Protocol):
@@ -72,7 +86,10 @@ class CallEndpoint(Protocol):
     def aor(self) -> SipUri: ...
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
-    def contact(self, transport: str = "UDP", *, secure: bool = False) -> NameAddress: ...
+    def contact(
+        self, transport: str = "UDP", *, secure: bool = False, peer: str | None = None
+    ) -> NameAddress: ...
+    def local_address_for(self, peer: str | None) -> str: ...
     def now(self) -> float: ...
     def spawn(self, job: Coroutine[Any, Any, Any], name: str) -> None: ...
     def pump(self) -> None: ...
@@ -138,6 +155,7 @@ class SipEndpoint:
         self._pending: dict[str, _Pending] = {}
         self._send_failures: dict[str, str] = {}  # transaction -> why its connection failed (for the 503)
         self.resolver = Resolver(options.server)
+        self._routes: dict[str, str] = {}  # peer host -> our address on the interface towards it
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -199,10 +217,31 @@ class SipEndpoint:
 
     @property
     def via_host(self) -> str:
+        """Our host in Via and Contact when the peer is not known (see `advertised_host`)."""
+        return self.advertised_host(None)
+
+    def local_address_for(self, peer: str | None) -> str:
+        """The address peers should reach us at: SIP_VIA_ADDR, else the bound address; bound to a wildcard,
+        the local address of the interface that routes to `peer` (the kernel's choice for a UDP socket
+        connected there: nothing is sent), so a PBX on another host never gets 127.0.0.1."""
         host = self.options.via_address or self.address[0]
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+        if host not in WILDCARDS:
+            return host.strip("[]")
+        if peer is None:
+            return "127.0.0.1" if host == "0.0.0.0" else "::1"
+        peer = peer.strip("[]")
+        found = self._routes.get(peer)
+        if found is None:
+            found = _source_address_towards(peer) or ("127.0.0.1" if host == "0.0.0.0" else "::1")
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[peer] = found
+        return found
+
+    def advertised_host(self, peer: str | None = None) -> str:
+        """`local_address_for(peer)` as a SIP host (an IPv6 address in brackets)."""
+        host = self.local_address_for(peer)
+        return f"[{host}]" if ":" in host else host
 
     @property
     def aor(self) -> SipUri:
@@ -214,13 +253,16 @@ class SipEndpoint:
                 return uri
         return SipUri(host=self.via_host, user="voicelive", port=self.address[1])
 
-    def contact(self, transport: str = "UDP", *, secure: bool = False) -> NameAddress:
-        """Our Contact over `transport` (`;transport=tcp|tls`, TLS's own port); a `sips:` URI when `secure`
-        (RFC 3261 §8.1.1.8 and §12.1.1: a request to, or a dialog set up by, a SIPS URI; TLS implied)."""
+    def contact(
+        self, transport: str = "UDP", *, secure: bool = False, peer: str | None = None
+    ) -> NameAddress:
+        """Our Contact over `transport` (`;transport=tcp|tls`, TLS's own port) for `peer` (its host, for the
+        address it can reach us at); a `sips:` URI when `secure` (RFC 3261 §8.1.1.8 and §12.1.1: a request
+        to, or a dialog set up by, a SIPS URI; TLS implied)."""
         params = (("transport", transport.lower()),) if transport in ("TCP", "TLS") and not secure else ()
         port = self.port_for("TLS" if secure else transport)
         uri = SipUri(
-            host=self.via_host, user=self.aor.user or "voicelive", port=port, params=params,
+            host=self.advertised_host(peer), user=self.aor.user or "voicelive", port=port, params=params,
             scheme="sips" if secure else "sip",
         )  # fmt: skip
         return NameAddress(uri, self.options.display_name)
@@ -459,7 +501,8 @@ class SipEndpoint:
 
     def send_ack(self, dialog: Dialog, invite_seq: int, destination: Address, transport: str) -> bytes:
         """The ACK for a 2xx (RFC 3261 §13.2.2.4): a transaction of its own with a new branch; returns it."""
-        via = Via(transport, self.via_host, self.port_for(transport), (("branch", new_branch()),))
+        host = self.advertised_host(destination[0])
+        via = Via(transport, host, self.port_for(transport), (("branch", new_branch()),))
         data = ack_for_2xx(dialog, invite_seq, via).serialize()
         self.send_raw(data, destination, transport)
         return data
@@ -485,7 +528,10 @@ class SipEndpoint:
         if "User-Agent" not in request.headers:
             request.headers.add("User-Agent", self.options.user_agent)
         via = Via(
-            transport, self.via_host, self.port_for(transport), (("branch", new_branch()), ("rport", None))
+            transport,
+            self.advertised_host(destination[0]),
+            self.port_for(transport),
+            (("branch", new_branch()), ("rport", None)),
         )
         request.headers.prepend("Via", via)
         if transport == "UDP" and "TCP" in self.transports and len(request.serialize()) > UDP_MTU_LIMIT:
@@ -493,7 +539,7 @@ class SipEndpoint:
             transport = "TCP"
             request.headers.replace_first("Via", Via("TCP", via.host, via.port, via.params))
             if "Contact" in request.headers:
-                request.headers.set("Contact", self.contact("TCP"))
+                request.headers.set("Contact", self.contact("TCP", peer=destination[0]))
         return self._start(request, destination, transport, on_response)
 
     def _start(

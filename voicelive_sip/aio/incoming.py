@@ -202,7 +202,7 @@ class IncomingRequests:
                 respond(event, 400, "Bad SDP", headers=[("Warning", f'399 - "{warning_text(str(error))}"')])
                 return
         call = IncomingCall(self.endpoint, self.table, event, offer, codec)
-        call.dialog = Dialog.as_uas(request, self.endpoint.contact(event.transport))
+        call.dialog = Dialog.as_uas(request, self.endpoint.contact(event.transport, peer=event.source[0]))
         call.peer_allows_update = "UPDATE" in allow_of(request)
         try:
             self.table.track(call)

@@ -24,7 +24,7 @@ from ..sip.session_timer import SessionTimer
 from ..sip.transaction_events import Address, RequestReceived
 from ..sip.uas import ALLOW, SUPPORTED, warning_text
 from .call import Call, CallTable, new_local_media, sdp_offer
-from .endpoint import CallEndpoint
+from .endpoint import WILDCARDS, CallEndpoint
 
 log = structlog.get_logger("voicelive_sip.sip.call")
 
@@ -63,7 +63,9 @@ class IncomingCall(Call):
     async def ring(self) -> None:
         """Send 180 Ringing."""
         if self.state is CallState.OFFERED and not self.ended:
-            self._respond(180, headers=[("Contact", self._endpoint.contact(self.transport))])
+            self._respond(
+                180, headers=[("Contact", self._endpoint.contact(self.transport, peer=self.source[0]))]
+            )
 
     async def answer(
         self,
@@ -81,6 +83,8 @@ class IncomingCall(Call):
             raise LocalProtocolError("call already answered")
         options = self._endpoint.options
         local = new_local_media(options, rtp_port, rtp_address, codecs, direction)
+        if local.address in WILDCARDS:  # RTP bound to every interface: the one that routes to the caller
+            local.address = self._endpoint.local_address_for(self.source[0])
         self.local_media = local
         if self.offer is not None:
             try:
@@ -106,7 +110,7 @@ class IncomingCall(Call):
         )
         self.session_timer = timer
         headers: list[tuple[str, object]] = [
-            ("Contact", self._endpoint.contact(self.transport)),
+            ("Contact", self._endpoint.contact(self.transport, peer=self.source[0])),
             ("Allow", ALLOW),
             ("Supported", SUPPORTED),
             *timer_headers,

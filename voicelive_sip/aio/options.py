@@ -73,15 +73,21 @@ class UserAgentOptions:
 
 
 def advertised_address_problems(options: UserAgentOptions) -> list[str]:
-    """What peers would be told that cannot work: wildcard binds without an address to advertise."""
+    """What to check about wildcard binds without an address to advertise (logged at start).
+
+    They work: each peer is told our address on the interface that routes to it. Behind NAT that is a
+    private address, which only SIP_VIA_ADDR / MEDIA_PUBLIC_ADDRESS can correct.
+    """
     problems = []
     if options.local_address in ("0.0.0.0", "::") and not options.via_address:
         problems.append(
-            "SIP_LOCAL_ADDRESS is a wildcard and SIP_VIA_ADDR is not set: Via/Contact say 127.0.0.1"
+            "SIP_LOCAL_ADDRESS is a wildcard and SIP_VIA_ADDR is not set: Via/Contact name our address on "
+            "the interface towards each peer; behind NAT set SIP_VIA_ADDR to the public address"
         )
     if options.media_address in ("0.0.0.0", "::") and not options.media_public_address:
         problems.append(
-            "MEDIA_ADDRESS is a wildcard and MEDIA_PUBLIC_ADDRESS is not set: SDP would say c=0.0.0.0"
+            "MEDIA_ADDRESS is a wildcard and MEDIA_PUBLIC_ADDRESS is not set: SDP names our address on the "
+            "interface towards each caller; behind NAT set MEDIA_PUBLIC_ADDRESS to the public address"
         )
     return problems
 

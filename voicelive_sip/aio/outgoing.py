@@ -21,7 +21,7 @@ from ..sip.uac import cancel_for, new_request
 from ..sip.uas import ALLOW, SUPPORTED, allow_of
 from ..sip.uri import Uri
 from .call import CallTable, sdp_offer
-from .endpoint import SipEndpoint
+from .endpoint import WILDCARDS, SipEndpoint
 from .outgoing_call import OutgoingCall
 
 log = structlog.get_logger("voicelive_sip.sip.ua")
@@ -79,9 +79,17 @@ class OutgoingCalls:
             while True:
                 destination, transport = await self.endpoint.resolve(uri)
                 state.destination = (destination, transport)
+                if local.address in WILDCARDS:  # RTP bound to every interface: the one towards the callee
+                    local.address = self.endpoint.local_address_for(destination[0])
+                    offer = sdp_offer(local)
+                    call.local_sdp = state.offer = offer
 
                 def build(
-                    uri: Uri = uri, transport: str = transport, expires: int = session_expires
+                    uri: Uri = uri,
+                    transport: str = transport,
+                    expires: int = session_expires,
+                    peer: str = destination[0],
+                    offer: SessionDescription = offer,
                 ) -> Request:
                     nonlocal seq
                     seq += 1
@@ -89,7 +97,7 @@ class OutgoingCalls:
                         "INVITE", uri, to=NameAddress(uri), from_=from_, call_id=call.call_id, seq=seq
                     )
                     h = invite.headers
-                    h.add("Contact", self.endpoint.contact(transport))
+                    h.add("Contact", self.endpoint.contact(transport, peer=peer))
                     h.add("Allow", ALLOW)
                     h.add("Supported", SUPPORTED)
                     h.add("Session-Expires", str(expires))

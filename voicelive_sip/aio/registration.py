@@ -169,7 +169,7 @@ class Registration:
     async def _send(self, expires: int | None) -> tuple[Response, NameAddress]:
         destination, transport = await self._endpoint.resolve(self.registrar)
         self._flow = (destination, transport) if transport != "UDP" else None
-        contact = self._endpoint.contact(transport, secure=self.registrar.secure)
+        contact = self._endpoint.contact(transport, secure=self.registrar.secure, peer=destination[0])
 
         def build() -> Request:
             return self._binding.build(contact, expires=expires)
