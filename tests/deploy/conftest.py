@@ -220,8 +220,12 @@ class Gateways:
         return {**kit, **local, **{key: str(value) for key, value in overrides.items()}}
 
     def start(self, name: str, **overrides: object) -> GatewayProcess:
-        env = self.settings(**overrides)
-        command = [sys.executable, str(RUN_GATEWAY), "serve", "--fake-voicelive"]
+        """A gateway with the kit's settings made local (and `overrides`), on the bundled fake Voice Live."""
+        return self.start_with(name, self.settings(**overrides))
+
+    def start_with(self, name: str, env: Mapping[str, str], *, fake: bool = True) -> GatewayProcess:
+        """`voicelive-sip serve` with exactly these settings (and --fake-voicelive unless `fake` is False)."""
+        command = [sys.executable, str(RUN_GATEWAY), "serve", *(["--fake-voicelive"] if fake else [])]
         process = self.processes.start(name, command, env=child_environment(env))
         gateway = GatewayProcess(name, process, int(env["SIP_PORT"]), int(env["METRICS_PORT"]))
         self.started.append(gateway)
