@@ -168,3 +168,15 @@ async def test_the_demo_profile_runs_as_processes(
     calls = int(caller_command[caller_command.index("--calls") + 1])
     assert f"{calls} of {calls} calls heard the agent" in caller.output()
     assert all(g.summaries() for g in started)  # both gateways took calls
+
+
+def test_kamailio_loads_the_kit_config_with_tls(tmp_path: Path) -> None:
+    binary = require_binary("kamailio")
+    tls_cfg = tmp_path / "tls.cfg"
+    tls_cfg.write_text("[server:default]\nmethod = TLSv1.2+\n\n[client:default]\nmethod = TLSv1.2+\n")
+    command = [binary, "-c", "-f", str(KAMAILIO_CFG), "-A", "WITH_TLS", "-A", "LISTEN_ADDR=127.0.0.1"]
+    command += ["-A", f'TLS_CFG="{tls_cfg}"', "-A", f'DS_LIST="{DEPLOY / "kamailio" / "dispatcher.list"}"']
+    command += ["-A", f'CTL_SOCKET="unix:{tmp_path}/ctl"']
+    checked = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "tls: 127.0.0.1 [127.0.0.1]:5061" in checked.stdout + checked.stderr
