@@ -180,8 +180,9 @@ async def test_a_draining_gateway_finishes_its_calls_and_takes_no_new_ones(
         assert answer is not None and answer[0] == 503, answer
         assert re.search(r"^Retry-After: *\d+", answer[1], re.MULTILINE | re.IGNORECASE), answer[1]
 
-        # New calls while it drains all succeed; once probing sees the 503s, none is even sent to it.
-        during = [await talk(caller, kam) for _ in range(4)]
+        # New calls while it drains all succeed: at once, before probing noticed, round robin sends it some,
+        # which it refuses with 503 and Kamailio places elsewhere; once probing sees the 503s, none is sent.
+        during = await asyncio.gather(*(talk(caller, kam) for _ in range(6)))
         await kam.wait_for(victim.uri, "I")
         after = [await talk(caller, kam) for _ in range(6)]
         # The caller hangs up one; the gateway ends the other at the drain timeout.
@@ -194,6 +195,8 @@ async def test_a_draining_gateway_finishes_its_calls_and_takes_no_new_ones(
                 assert not call.ended, call
 
     dispatched = kam.dispatched()
+    refused = re.findall(r"call (\S+) failed over to gateway \S+ \(503\)", kam.process.output())
+    assert {call.call.call_id for call in during} & set(refused), dispatched
     after_ids = {call.call.call_id for call in after}
     assert not [call_id for call_id, uri in dispatched if call_id in after_ids and uri == victim.uri]
     summaries = victim.summaries()
