@@ -12,12 +12,16 @@ from typing import Any, Literal, TextIO
 
 import structlog
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from .settings_group import SettingsGroup
 
 __all__ = [
+    "LibraryLogger",
     "LoggingSettings",
     "bind_call_context",
     "configure_logging",
+    "get_logger",
     "is_secret_key",
     "redact_secrets",
 ]
@@ -174,6 +178,48 @@ def configure_logging(
     )
 
 
+class LibraryLogger:
+    """Our events go to structlog when the application (or our CLI) configured it; otherwise to stdlib
+    `logging.getLogger(name)`, so the host's logging set-up decides levels and handlers (by default:
+    warnings and errors on stderr), never structlog's print-everything default."""
+
+    __slots__ = ("_context", "_fallback", "_name")
+
+    def __init__(self, name: str, context: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._context = context or {}
+        self._fallback: Any = None
+
+    def bind(self, **values: Any) -> LibraryLogger:
+        """A logger adding `values` to every event."""
+        return LibraryLogger(self._name, {**self._context, **values})
+
+    def _target(self) -> Any:
+        if structlog.is_configured():
+            return structlog.get_logger(self._name, **self._context)
+        if self._fallback is None:
+            self._fallback = structlog.wrap_logger(
+                logging.getLogger(self._name),
+                processors=[
+                    structlog.stdlib.filter_by_level,  # a disabled level costs no rendering
+                    structlog.contextvars.merge_contextvars,
+                    redact_secrets,
+                    structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True),
+                ],
+                wrapper_class=structlog.stdlib.BoundLogger,
+                context_class=dict,
+            ).bind(**self._context)
+        return self._fallback
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._target(), method)
+
+
+def get_logger(name: str) -> LibraryLogger:
+    """The library's logger `name` (see `LibraryLogger`: it never configures logging itself)."""
+    return LibraryLogger(name)
+
+
 def _format_remote(remote: str | tuple[str, int]) -> str:
     if isinstance(remote, str):
         return remote
@@ -193,10 +239,12 @@ def bind_call_context(
         yield
 
 
-class LoggingSettings(BaseSettings):
+class LoggingSettings(SettingsGroup):
     """Logging: `LOG_LEVEL`, `LOG_FORMAT` (auto|console|json) and `VOICE_LIVE_LOG_FILE` (or `LOG_FILE`)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LOG_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     level: LogLevel = Field(default="INFO", description="Minimum level logged.")
     format: LogFormat = Field(

@@ -12,9 +12,8 @@ import secrets
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any, Protocol
 
-import structlog
-
 from ..errors import CallFailed, LocalProtocolError
+from ..logs import get_logger
 from ..sip.auth import DigestClient
 from ..sip.headers import NameAddress
 from ..sip.message import Request
@@ -29,7 +28,7 @@ from .outgoing import OutgoingCalls
 from .outgoing_call import OutgoingCall
 from .registration import Registration
 
-log = structlog.get_logger("voicelive_sip.sip.ua")
+log = get_logger("voicelive_sip.sip.ua")
 
 
 class _ToOptions(Protocol):

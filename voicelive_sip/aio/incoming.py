@@ -10,10 +10,9 @@ import asyncio
 import secrets
 from collections.abc import AsyncGenerator
 
-import structlog
-
 from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
+from ..logs import get_logger
 from ..sdes import srtp_policy
 from ..sdp import MediaNotAcceptable, SdpError, SessionDescription, choose_codec
 from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials
@@ -35,7 +34,7 @@ from .call import Call, CallTable
 from .endpoint import SipEndpoint
 from .incoming_call import IncomingCall
 
-log = structlog.get_logger("voicelive_sip.sip.ua")
+log = get_logger("voicelive_sip.sip.ua")
 
 
 class IncomingRequests:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import structlog
-
 from ..errors import CallFailed
+from ..logs import get_logger
 from ..sdp import NegotiatedMedia
 from ..sip.auth import DigestClient
 from ..sip.call_state import Answered, CallState, LocalMedia, Ringing
@@ -16,7 +15,7 @@ from ..sip.session_timer import SessionTimer
 from .call import Call, CallTable
 from .endpoint import CallEndpoint
 
-log = structlog.get_logger("voicelive_sip.sip.call")
+log = get_logger("voicelive_sip.sip.call")
 
 
 class OutgoingCall(Call):

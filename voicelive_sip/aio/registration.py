@@ -6,9 +6,8 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
-import structlog
-
 from ..errors import RegistrationFailed
+from ..logs import get_logger
 from ..sip.auth import DigestAuthFailed, DigestClient
 from ..sip.binding import RegistrationBinding, RegistrationChanged, RegistrationState
 from ..sip.headers import NameAddress
@@ -17,7 +16,7 @@ from ..sip.transaction_events import Address
 from ..sip.uri import SipUri
 from .endpoint import SipEndpoint
 
-log = structlog.get_logger("voicelive_sip.sip.registration")
+log = get_logger("voicelive_sip.sip.registration")
 
 MAX_HISTORY = 64
 

@@ -24,7 +24,6 @@ from typing import Any, Final, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 import soxr
-import structlog
 
 from voicelive_sip.aio import (
     Call,
@@ -38,6 +37,7 @@ from voicelive_sip.aio import (
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import MediaSettings, SipSettings
 from voicelive_sip.errors import LocalProtocolError, VoiceLiveSipError
+from voicelive_sip.logs import get_logger
 from voicelive_sip.media import DtmfReceived, MediaEvent, MediaTimeout
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import DTMF_DIGITS
@@ -57,7 +57,7 @@ __all__ = [
     "render_sentence",
 ]
 
-log = structlog.get_logger("voicelive_sip.testing.phone")
+log = get_logger("voicelive_sip.testing.phone")
 
 Pcm = npt.NDArray[np.int16]
 
