@@ -228,7 +228,7 @@ async def _metrics_server(gateway: Gateway) -> Any:
     try:
         await server.start()
     except OSError as error:
-        reason = "in use by another process" if error.errno == errno.EADDRINUSE else (error.strerror or "")
+        reason = _bind_reason(error)
         raise StartupError(
             [f"METRICS_PORT: cannot listen on {metrics.host}:{metrics.port} ({reason}); pick another port "
              "or METRICS_ENABLED=false"]
@@ -346,6 +346,12 @@ async def _call(settings: Settings, uri: str, fake: bool, *, app: str | None = N
     return 0
 
 
+def _bind_reason(error: OSError) -> str:
+    # uvloop raises a plain OSError("could not bind ...") whose cause carries the errno.
+    cause = error.__cause__ if error.errno is None and isinstance(error.__cause__, OSError) else error
+    return "in use by another process" if cause.errno == errno.EADDRINUSE else (cause.strerror or str(cause))
+
+
 def _say(text: str) -> None:
     print(text, flush=True)  # the checklist is the command's output: stdout, apart from any log lines
 
@@ -444,7 +450,7 @@ async def _check_metrics(settings: Settings) -> bool:
     try:
         await server.start()
     except OSError as error:
-        reason = "in use by another process" if error.errno == errno.EADDRINUSE else (error.strerror or "")
+        reason = _bind_reason(error)
         _say(f"✗ METRICS_PORT: cannot listen on {metrics.host}:{metrics.port} ({reason})")
         return False
     await server.stop()

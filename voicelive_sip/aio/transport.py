@@ -312,7 +312,9 @@ class BindFailed(OSError):
     """A listening socket could not be bound: `transport` (UDP, TCP, TLS) on `address`; errno says why."""
 
     def __init__(self, error: OSError, transport: str, address: Address) -> None:
-        super().__init__(error.errno, error.strerror or str(error))
+        # uvloop raises a plain OSError("could not bind ...") whose cause carries the errno.
+        cause = error.__cause__ if error.errno is None and isinstance(error.__cause__, OSError) else error
+        super().__init__(cause.errno, cause.strerror or str(cause))
         self.transport = transport
         self.address = address
 
