@@ -58,14 +58,15 @@ def _port_range(config: pytest.Config, name: str) -> tuple[int, int]:
 
 
 @pytest.fixture
-def sip_phone_options(pytestconfig: pytest.Config) -> dict[str, Any]:
+def sip_phone_options(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> dict[str, Any]:
     """Keyword arguments for the `sip_phone` fixture's SipPhone (codecs=, media_port=, record_seconds=...).
 
     Defaults from the pytest options; override this fixture, or parametrise it indirectly, to change them.
     """
     media_port, media_ports = _port_range(pytestconfig, "phone_media_ports")
     codecs = [c.strip() for c in _option(pytestconfig, "phone_codecs").split(",") if c.strip()]
-    return {"media_port": media_port, "media_ports": media_ports, "codecs": codecs}
+    options: dict[str, Any] = {"media_port": media_port, "media_ports": media_ports, "codecs": codecs}
+    return {**options, **getattr(request, "param", {})}  # indirect parametrisation changes some of them
 
 
 @pytest.fixture
