@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from .logs import get_logger
+from ._logger import get_logger
 
 __all__ = ["TaskSet"]
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from ._logger import get_logger
 from ._tasks import TaskSet
 from .aio import (
     Call,
@@ -34,7 +35,6 @@ from .call_events import BargedIn, SessionEvent, SessionFinished, ToolCalled, Tr
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
 from .errors import LocalProtocolError, SipParseError
-from .logs import get_logger
 from .media import DtmfReceived, MediaLeg, MediaTimeout
 from .metrics import GatewayMetrics
 from .recording import CallRecorder, recording_path

@@ -11,7 +11,7 @@ from aiohttp import web
 from voicelive_sip.config import MetricsSettings
 from voicelive_sip.metrics import GatewayMetrics
 
-from .logs import get_logger
+from ._logger import get_logger
 
 __all__ = ["MetricsSettings", "ObservabilityServer", "ReadinessCheck"]
 

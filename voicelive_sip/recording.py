@@ -26,7 +26,7 @@ import numpy.typing as npt
 from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
 
-from .logs import get_logger
+from ._logger import get_logger
 
 __all__ = ["CallRecorder", "recording_path"]
 

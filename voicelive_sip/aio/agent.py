@@ -12,8 +12,8 @@ import secrets
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any, Protocol
 
+from .._logger import get_logger
 from ..errors import CallFailed, LocalProtocolError
-from ..logs import get_logger
 from ..sip.auth import DigestClient
 from ..sip.headers import NameAddress
 from ..sip.message import Request

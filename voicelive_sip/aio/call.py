@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 
+from .._logger import get_logger
 from ..errors import CallFailed, LocalProtocolError, SipParseError
-from ..logs import get_logger
 from ..sdes import SUITES, SdesKey, srtp_policy
 from ..sdp import (
     LocalSdpSession,

@@ -12,9 +12,9 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._logger import get_logger
 from .._tasks import TaskSet
 from ..errors import SipParseError
-from ..logs import get_logger
 from ..sip.admission import Admission, Verdict
 from ..sip.auth import DigestAuthError, DigestClient
 from ..sip.dialog import Dialog, new_tag

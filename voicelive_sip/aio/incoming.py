@@ -10,9 +10,9 @@ import asyncio
 import secrets
 from collections.abc import AsyncGenerator
 
+from .._logger import get_logger
 from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
-from ..logs import get_logger
 from ..sdes import srtp_policy
 from ..sdp import MediaNotAcceptable, SdpError, SessionDescription, choose_codec
 from ..sip.auth import DigestServer, VerifyOutcome, parse_credentials

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
+from .._logger import get_logger
 from ..codecs.names import Codec
 from ..errors import CallFailed, LocalProtocolError
-from ..logs import get_logger
 from ..sdp import (
     MediaNotAcceptable,
     NegotiatedMedia,

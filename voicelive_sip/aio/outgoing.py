@@ -7,8 +7,8 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .._logger import get_logger
 from ..errors import CallFailed, LocalProtocolError
-from ..logs import get_logger
 from ..sdp import SdpError, SessionDescription, parse_answer
 from ..sip.call_state import CallState
 from ..sip.dialog import Dialog, new_tag

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from .._logger import get_logger
 from ..errors import CallFailed
-from ..logs import get_logger
 from ..sdp import NegotiatedMedia
 from ..sip.auth import DigestClient
 from ..sip.call_state import Answered, CallState, LocalMedia, Ringing

@@ -6,8 +6,8 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
+from .._logger import get_logger
 from ..errors import RegistrationFailed
-from ..logs import get_logger
 from ..sip.auth import DigestAuthFailed, DigestClient
 from ..sip.binding import RegistrationBinding, RegistrationChanged, RegistrationState
 from ..sip.headers import NameAddress

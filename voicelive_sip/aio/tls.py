@@ -13,8 +13,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._logger import get_logger
 from ..errors import LocalProtocolError
-from ..logs import get_logger
 from .options import UserAgentOptions
 
 log = get_logger("voicelive_sip.sip.tls")

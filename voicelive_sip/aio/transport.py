@@ -20,8 +20,8 @@ import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
+from .._logger import get_logger
 from ..errors import SipParseError, VoiceLiveSipError
-from ..logs import get_logger
 from ..sip.framing import StreamFramer
 from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 from ..sip.transaction_events import Address, Outgoing
@@ -308,7 +308,7 @@ class _RefusalLog:
         )
 
 
-class BindFailed(OSError):
+class BindFailed(VoiceLiveSipError, OSError):
     """A listening socket could not be bound: `transport` (UDP, TCP, TLS) on `address`; errno says why."""
 
     def __init__(self, error: OSError, transport: str, address: Address) -> None:

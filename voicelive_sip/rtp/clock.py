@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..logs import get_logger
+from .._logger import get_logger
 
 __all__ = ["ClockStatistics", "ClockedSource", "MediaClock", "TickSchedule"]
 

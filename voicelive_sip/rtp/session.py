@@ -50,7 +50,7 @@ from voicelive_sip.rtp.srtp import SrtpContext, SrtpDropped, SrtpSendError
 from voicelive_sip.rtp.stats import ReceptionStatistics
 from voicelive_sip.sdes import SrtpKeys
 
-from ..logs import get_logger
+from .._logger import get_logger
 
 __all__ = [
     "Direction",

@@ -28,9 +28,9 @@ import numpy.typing as npt
 import soxr
 from aiohttp import WSMsgType, web
 
+from voicelive_sip._logger import get_logger
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import VoiceLiveSettings
-from voicelive_sip.logs import get_logger
 
 __all__ = ["FakeConnection", "FakeFaults", "FakeReply", "FakeToolCall", "FakeVoiceLive", "main"]
 

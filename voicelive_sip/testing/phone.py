@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from voicelive_sip._logger import get_logger
 from voicelive_sip.aio import (
     Call,
     CallEnded,
@@ -37,7 +38,6 @@ from voicelive_sip.aio import (
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import MediaSettings, SipSettings
 from voicelive_sip.errors import LocalProtocolError, VoiceLiveSipError
-from voicelive_sip.logs import get_logger
 from voicelive_sip.media import DtmfReceived, MediaEvent, MediaTimeout
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.dtmf import DTMF_DIGITS

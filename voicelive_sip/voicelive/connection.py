@@ -42,7 +42,7 @@ from voicelive_sip.voicelive.events import (
 from voicelive_sip.voicelive.protocol import VoiceLiveProtocol, append_event
 from voicelive_sip.voicelive.session_config import build_session, greeting_response
 
-from ..logs import get_logger
+from .._logger import get_logger
 
 __all__ = ["Credential", "VoiceLiveSession"]
 

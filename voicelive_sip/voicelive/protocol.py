@@ -31,7 +31,7 @@ from voicelive_sip.voicelive.events import (
     Usage,
 )
 
-from ..logs import get_logger
+from .._logger import get_logger
 
 __all__ = ["AudioBacklog", "ClientEvent", "VoiceLiveProtocol", "append_event"]
 

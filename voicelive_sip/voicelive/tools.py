@@ -25,7 +25,7 @@ import pydantic_core
 
 from voicelive_sip.errors import VoiceLiveSipError
 
-from ..logs import get_logger
+from .._logger import get_logger
 
 __all__ = ["CallInfo", "Tool", "ToolRunner", "tool"]
 

@@ -4,8 +4,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from my_agent import tools
+
 from voicelive_sip import Gateway, ToolCalled, TranscriptLine
 from voicelive_sip.testing import FakeReply, FakeToolCall, SipPhone
 
