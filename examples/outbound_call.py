@@ -41,8 +41,8 @@ async def main(target: str, fake: bool) -> None:
     else:
         summary = await call(settings, target)
     print(f"call ended ({summary.end_reason}) after {summary.duration_s:.1f} s")
-    for _, role, text in summary.transcript:
-        print(f"  {role}: {text}")
+    for line in summary.transcript:
+        print(f"  {line.role}: {line.text}" + (" [interrupted]" if line.interrupted else ""))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_ordinary_shell_variables_are_not_taken_for_settings(monkeypatch: pytest
     settings = Settings()
     assert settings.sip.user is None and settings.sip.port == 5060 and settings.sip.server is None
     assert settings.media.port == 10000 and settings.media.address == "127.0.0.1"
-    assert settings.voicelive.endpoint == "http://127.0.0.1:8765"
+    assert settings.voicelive.endpoint == ""  # unset: a gateway refuses to start, never a silent default
 
 
 def test_keyword_construction_by_field_name() -> None:

@@ -150,7 +150,7 @@ async def test_a_busy_port_fails_start_cleanly(metrics: GatewayMetrics, readines
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = MetricsSettings()
-    assert (defaults.enabled, defaults.host, defaults.port) == (True, "127.0.0.1", 9100)
+    assert (defaults.enabled, defaults.host, defaults.port) == (True, "127.0.0.1", 8160)
 
     monkeypatch.setenv("METRICS_ENABLED", "false")
     monkeypatch.setenv("METRICS_HOST", "0.0.0.0")

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
         UserAgentOptions,
     )
     from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
+    from .call_events import BargedIn, SessionFinished, ToolCalled, TranscriptLine
     from .codecs.names import Codec
-    from .config import ConfigError, Settings
+    from .config import ConfigError, Settings, StartupError
     from .errors import (
         CallFailed,
         LocalProtocolError,
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
 
 # name -> module that defines it
 _EXPORTS = {
+    "BargedIn": ".call_events",
+    "SessionFinished": ".call_events",
+    "StartupError": ".config",
+    "ToolCalled": ".call_events",
+    "TranscriptLine": ".call_events",
     "Call": ".aio",
     "CallEnded": ".aio",
     "CallFailed": ".errors",
@@ -91,6 +97,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BargedIn",
     "Call",
     "CallEnded",
     "CallFailed",
@@ -111,11 +118,15 @@ __all__ = [
     "RegistrationFailed",
     "RegistrationState",
     "RemoteProtocolError",
+    "SessionFinished",
     "SessionHook",
     "Settings",
     "SipParseError",
+    "StartupError",
     "SummaryHook",
     "Tool",
+    "ToolCalled",
+    "TranscriptLine",
     "UserAgent",
     "UserAgentOptions",
     "VoiceLiveError",

@@ -11,13 +11,13 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import structlog
+from ._logger import get_logger
 
 __all__ = ["TaskSet"]
 
 T = TypeVar("T")
 
-log = structlog.get_logger("voicelive_sip.tasks")
+log = get_logger("voicelive_sip.tasks")
 
 
 class TaskSet:

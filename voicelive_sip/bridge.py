@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import structlog
-
+from ._logger import get_logger
 from ._tasks import TaskSet
 from .aio import (
     Call,
@@ -31,6 +31,7 @@ from .aio import (
     UserAgent,
 )
 from .aio.endpoint import target_uri
+from .call_events import BargedIn, SessionEvent, SessionFinished, ToolCalled, TranscriptLine
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
 from .errors import LocalProtocolError, SipParseError
@@ -48,6 +49,7 @@ from .voicelive import (
     FunctionCall,
     InputTranscript,
     OutputTranscript,
+    OutputTranscriptDelta,
     ResponseDone,
     ResponseStarted,
     ServiceError,
@@ -57,7 +59,7 @@ from .voicelive import (
 )
 from .voicelive.tools import CallInfo, Tool, ToolRunner
 
-log = structlog.get_logger("voicelive_sip.bridge")
+log = get_logger("voicelive_sip.bridge")
 
 HANG_UP = "hang_up"
 TRANSFER = "transfer_call"
@@ -66,6 +68,10 @@ DtmfHandler = Callable[[str], Awaitable[None] | None]
 RecordingHook = Callable[[Path], Awaitable[None] | None]
 MediaUpdate = Callable[[NegotiatedMedia], None]
 Ending = Literal["hang_up", "transferred"]
+E = TypeVar("E", bound=SessionEvent)
+MAX_EVENTS = 1000  # a call's event history (what `wait_for` looks through), oldest dropped first
+MAX_TOOL_CALLS = 200
+_G711_BYTES_PER_MS = 8  # agent audio reaches the bridge as G.711 at 8 kHz
 
 
 class BuiltinTools:
@@ -185,7 +191,10 @@ class CallSummary:
     output_tokens: int = 0
     total_tokens: int = 0
     voicelive_reconnects: int = 0
-    transcript: list[tuple[float, str, str]] = field(default_factory=list)  # (s after answer, role, text)
+    transcript: list[TranscriptLine] = field(
+        default_factory=list
+    )  # (s after answer, role, text, interrupted)
+    tool_calls: list[ToolCalled] = field(default_factory=list)  # every tool the model called, in order
     recording: Path | None = None
     recording_failed: str | None = None  # why the call went (partly) unrecorded: a local fault
 
@@ -236,6 +245,13 @@ class CallSession:
         self._tasks = TaskSet()
         self._done = asyncio.Event()
         self._first_played: float | None = None
+        self._remote_role = "callee" if direction == "outbound" else "caller"
+        # The agent items heard so far: (transcript deltas, audio bytes received, first audio offset); few.
+        self._agent_items: OrderedDict[str, tuple[list[str], int, float]] = OrderedDict()
+        self._agent_lines: dict[str, TranscriptLine] = {}
+        self._history: deque[SessionEvent] = deque(maxlen=MAX_EVENTS)
+        self._changed = asyncio.Event()
+        self._ended = asyncio.Event()
         self._downlink_since: float | None = None  # arrival of agent audio that found nothing queued ahead
         self._downlink_processing = 0.0
         self._silence_mark = 0
@@ -448,6 +464,50 @@ class CallSession:
         """End the call from our side (BYE)."""
         await self.call.hangup()
 
+    # -- watching ------------------------------------------------------------------------------------------
+    async def wait_for(
+        self, kind: type[E], predicate: Callable[[E], bool] | None = None, *, timeout: float | None = 10.0
+    ) -> E:
+        """The first `kind` event of this call (that `predicate` accepts), past or future.
+
+        `await session.wait_for(ToolCalled, lambda t: t.name == "order_status")`. Raises `TimeoutError`
+        after `timeout` seconds, `LookupError` if the call ends without one.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self._history:  # bounded; looked through again after each new event
+                    if isinstance(event, kind) and (predicate is None or predicate(event)):
+                        return event
+                if self._ended.is_set():
+                    raise LookupError(f"the call ended without a matching {kind.__name__}")
+                await self._changed.wait()
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        """Every event of this call, from its start (as far as the bounded history reaches) to its end."""
+        seen: SessionEvent | None = None  # the last event yielded: the history is a bounded deque
+        while True:
+            history = list(self._history)
+            start = 0
+            if seen is not None:
+                start = next((i + 1 for i in range(len(history) - 1, -1, -1) if history[i] is seen), 0)
+            for event in history[start:]:
+                seen = event
+                yield event
+            if self._ended.is_set():
+                return
+            await self._changed.wait()
+
+    async def wait_ended(self, timeout: float | None = None) -> CallSummary:
+        """The summary, once the call is over and the summary complete."""
+        async with asyncio.timeout(timeout):
+            await self._ended.wait()
+        return self.summary
+
+    def _publish(self, event: SessionEvent) -> None:
+        self._history.append(event)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     def _stop(self) -> None:
         self._done.set()
 
@@ -484,9 +544,16 @@ class CallSession:
             elif isinstance(event, FunctionCall):
                 self._tasks.spawn(self._tool_call(event), name=f"call.tool.{event.name}")
             elif isinstance(event, InputTranscript):
-                self._transcript("caller", event.transcript)
+                self._transcript(self._remote_role, event.transcript)
+            elif isinstance(event, OutputTranscriptDelta):
+                self._agent_item(event.item_id)[0].append(event.delta)
             elif isinstance(event, OutputTranscript):
-                self._transcript("agent", event.transcript)
+                if event.item_id not in self._interrupted:  # already in as far as it was heard
+                    line = self._transcript("agent", event.transcript, at=self._item_offset(event.item_id))
+                    if line is not None:
+                        self._agent_lines[event.item_id] = line
+                        while len(self._agent_lines) > 8:
+                            del self._agent_lines[next(iter(self._agent_lines))]
             elif isinstance(event, ServiceError):
                 # The session has logged it; a cancel racing the service's own interrupt is not an error.
                 if self.metrics is not None and event.code != "response_cancel_not_active":
@@ -507,6 +574,8 @@ class CallSession:
         media = self.media
         if event.item_id in self._interrupted:
             return  # a reply the caller already cut off: stale audio never plays
+        deltas, received, first = self._agent_item(event.item_id)
+        self._agent_items[event.item_id] = (deltas, received + len(event.audio), first)
         if event.item_id != self._item:
             # The new item starts playing after whatever is still queued.
             self._item = event.item_id
@@ -556,6 +625,8 @@ class CallSession:
         self._item = None
         self.summary.barge_ins += 1
         self._log.info("call.barge_in", cause=cause, item_id=item, heard_ms=heard_ms, dropped_bytes=dropped)
+        self._interrupted_turn(item, heard_ms)
+        self._publish(BargedIn(cause, heard_ms, self._offset()))
         await self.voicelive.interrupt(item, heard_ms)
 
     async def _sip_events(self) -> None:
@@ -630,10 +701,12 @@ class CallSession:
         info = CallInfo(self.call.call_id, self.summary.caller, self.summary.callee, direction)
         # Built-in tools win over an application tool of the same name, as their names are reserved.
         runner = self.builtins.runner if self.builtins.runner.has(event.name) else self.tools
+        started = self._loop.time()
         if runner is None:
             output = json.dumps({"error": {"type": "unknown_tool", "message": f"no tool {event.name}"}})
         else:
             output = await runner.run(event.name, event.arguments, call=info)
+        self._tool_called(event, output, started)
         ending = self._ending
         # A built-in tool that ends the call wants no reply: the goodbye is already spoken (or being spoken).
         await self.voicelive.send_function_output(event.call_id, output, respond=ending is None)
@@ -651,14 +724,73 @@ class CallSession:
         await self._end_call()
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
-    def _transcript(self, role: str, text: str) -> None:
+    def _offset(self, moment: float | None = None) -> float:
+        """Seconds after the answer (after the start, before it)."""
+        now = self._loop.time() if moment is None else moment
+        return round(now - (self._answered_at or self.summary.started), 3)
+
+    def _transcript(self, role: str, text: str, *, at: float | None = None) -> TranscriptLine | None:
         if not text:
-            return
-        offset = self._loop.time() - (self._answered_at or self.summary.started)
-        self.summary.transcript.append((round(offset, 3), role, text))
+            return None
+        line = TranscriptLine(self._offset() if at is None else at, role, text)
+        self._add_line(line)
+        self._log.info("call.transcript", role=role, text=text)
+        return line
+
+    def _add_line(self, line: TranscriptLine) -> None:
+        self.summary.transcript.append(line)
         if len(self.summary.transcript) > 1000:
             del self.summary.transcript[0]
-        self._log.info("call.transcript", role=role, text=text)
+        self._publish(line)
+
+    def _agent_item(self, item_id: str) -> tuple[list[str], int, float]:
+        """What the agent said and sent so far in `item_id` (remembered for the last few items)."""
+        entry = self._agent_items.get(item_id)
+        if entry is None:
+            entry = self._agent_items[item_id] = ([], 0, self._offset())
+            while len(self._agent_items) > 8:
+                self._agent_items.popitem(last=False)
+        return entry
+
+    def _item_offset(self, item_id: str) -> float | None:
+        entry = self._agent_items.get(item_id)
+        return entry[2] if entry is not None else None
+
+    def _interrupted_turn(self, item_id: str, heard_ms: int) -> None:
+        """The agent turn `item_id`, cut to what was heard before the barge-in, marked interrupted."""
+        deltas, received, first = self._agent_item(item_id)
+        complete = self._agent_lines.pop(item_id, None)
+        text = complete.text if complete is not None else "".join(deltas)
+        received_ms = received / _G711_BYTES_PER_MS
+        if received_ms > 0 and heard_ms < received_ms:
+            # Words are spread over the audio about evenly: keep the share played, up to a word boundary.
+            cut = int(len(text) * heard_ms / received_ms)
+            text = text[:cut].rsplit(" ", 1)[0] if " " in text[:cut] else text[:cut]
+        line = TranscriptLine(first, "agent", text.strip(), interrupted=True)
+        if complete is not None:
+            with contextlib.suppress(ValueError):
+                self.summary.transcript.remove(complete)
+        self._add_line(line)
+        self.summary.transcript.sort(key=lambda entry: entry.at)
+        self._log.info("call.transcript", role="agent", text=line.text, interrupted=True)
+
+    def _tool_called(self, event: FunctionCall, output: str, started: float) -> None:
+        try:
+            arguments: Any = json.loads(event.arguments)
+        except ValueError:
+            arguments = event.arguments
+        try:
+            result: Any = json.loads(output)
+        except ValueError:
+            result = output
+        error = None
+        if isinstance(result, dict) and set(result) == {"error"} and isinstance(result["error"], dict):
+            error = str(result["error"].get("type") or "error")
+        duration_ms = round((self._loop.time() - started) * 1000, 1)
+        called = ToolCalled(event.name, arguments, result, self._offset(started), duration_ms, error)
+        self.summary.tool_calls.append(called)
+        del self.summary.tool_calls[:-MAX_TOOL_CALLS]
+        self._publish(called)
 
     async def _finish(self) -> None:
         if self._digit_timer is not None:
@@ -713,7 +845,10 @@ class CallSession:
             else None,
             total_tokens=s.total_tokens,
             voicelive_reconnects=s.voicelive_reconnects,
+            tool_calls=len(s.tool_calls),
         )
+        self._publish(SessionFinished(s.end_reason, s.ended_by))
+        self._ended.set()
 
 
 def _parties(call: Call) -> tuple[str, str]:
@@ -807,4 +942,13 @@ async def _open_rtp(
     return await RtpSession.open(pool, clock=clock, options=media.rtp_options(allow_from))
 
 
-__all__ = ["BuiltinTools", "CallSession", "CallSummary", "builtin_tools"]
+__all__ = [
+    "BargedIn",
+    "BuiltinTools",
+    "CallSession",
+    "CallSummary",
+    "SessionFinished",
+    "ToolCalled",
+    "TranscriptLine",
+    "builtin_tools",
+]

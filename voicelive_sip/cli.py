@@ -5,39 +5,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
+import importlib
+import inspect
 import os
 import shutil
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .aio.tls import TlsSetupError
-from .config import ConfigError, Settings, VoiceLiveSettings, load_settings
+from .config import ConfigError, Settings, StartupError, load_settings, voicelive_problems
 from .testing.fake_voicelive import FakeVoiceLive
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
 
 EXAMPLES = """\
 examples:
   voicelive-sip demo                          a whole call on loopback: no account, no network
   voicelive-sip serve --fake-voicelive        answer real SIP calls with the bundled fake Voice Live
+  voicelive-sip serve --app myagent:tools --env-file prod.env
+                                              your own @tool functions (or Gateway, or a factory)
   AZURE_VOICELIVE_ENDPOINT=https://my-resource.cognitiveservices.azure.com \\
   AZURE_VOICELIVE_API_KEY=... voicelive-sip serve
   voicelive-sip call sip:+15550100@pbx.example.com
   voicelive-sip check                         validate settings, try Voice Live and registration
 
-Settings come from the environment and a .env file; see the configuration reference in docs/.
+Settings come from the environment, a .env file in the working directory, or --env-file; see the
+configuration reference in docs/. Exit status: 0 done, 1 a check or call failed, 2 settings to fix.
 """
-_ENTRA_VARIABLES = (
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "IDENTITY_ENDPOINT",
-    "MSI_ENDPOINT",
-    "AZURE_USERNAME",
-)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     logging.add_argument(
         "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="overrides LOG_LEVEL"
     )
-    serve = commands.add_parser("serve", parents=[logging], help="answer calls and bridge each to Voice Live")
+    logging.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="read settings from this file (KEY=value lines, as .env); variables already set win",
+    )
+    app = argparse.ArgumentParser(add_help=False)
+    app.add_argument(
+        "--app",
+        metavar="MODULE:ATTRIBUTE",
+        help="your application: a Gateway, a function returning one (given the Settings if it takes an "
+        "argument), or a list of @tool functions; MODULE is imported from the working directory",
+    )
+    serve = commands.add_parser(
+        "serve", parents=[logging, app], help="answer calls and bridge each to Voice Live"
+    )
     serve.add_argument(
         "--fake-voicelive", action="store_true", help="use the bundled FakeVoiceLive, not Azure"
     )
@@ -64,17 +79,22 @@ def _parser() -> argparse.ArgumentParser:
         help="after start-up, move every object so far out of the garbage collector's full passes "
         "(gc.freeze): shorter collector pauses under many calls",
     )
-    call = commands.add_parser("call", parents=[logging], help="place an outbound call bridged to Voice Live")
+    call = commands.add_parser(
+        "call", parents=[logging, app], help="place an outbound call bridged to Voice Live"
+    )
     call.add_argument("uri", help="whom to call: a SIP URI, or a number/user sent to SIP_SERVER")
     call.add_argument(
         "--fake-voicelive", action="store_true", help="use the bundled FakeVoiceLive, not Azure"
     )
     demo = commands.add_parser("demo", help="run a self-contained call on loopback (no account, no network)")
     demo.add_argument("--output", default="voicelive-sip-demo", help="folder for the recording and timeline")
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
         parents=[logging],
-        help="validate settings, try the Voice Live handshake and SIP registration",
+        help="validate settings, try the Voice Live handshake, every port it would bind, and registration",
+    )
+    check.add_argument(
+        "--fake-voicelive", action="store_true", help="try the bundled FakeVoiceLive, not Azure"
     )
     return parser
 
@@ -84,27 +104,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(Path(args.output))
+        if args.env_file:
+            _export_env_file(Path(args.env_file))
         settings = load_settings()
         fake = bool(getattr(args, "fake_voicelive", False))
-        if not fake:
-            _require_voicelive_credentials(settings.voicelive)
+        if args.command == "check" and args.log_level is None:
+            args.log_level = "WARNING"  # the checklist is the output; only problems are logged beside it
         if args.log_format:
             settings.logging.format = args.log_format
         if args.log_level:
             settings.logging.level = args.log_level
-        _configure_logging(settings)
+        if args.command == "check":
+            settings.logging.configure()
+            return _run(_check(settings, fake))
+        if not fake and not getattr(args, "app", None):
+            problems = voicelive_problems(settings.voicelive)
+            if problems:
+                raise ConfigError(problems)
+        settings.logging.configure()
         if args.command == "serve":
-            return _run(_serve(settings, fake, gc_freeze=args.gc_freeze))
-        if args.command == "call":
-            return _run(_call(settings, args.uri, fake))
-        return _run(_check(settings))
+            return _run(_serve(settings, fake, app=args.app, gc_freeze=args.gc_freeze))
+        return _run(_call(settings, args.uri, fake, app=args.app))
+    except StartupError as error:
+        _status("voicelive-sip: cannot start")
+        for problem in error.problems:
+            _status(f"  {problem}")
+        return 2
     except (ConfigError, TlsSetupError) as error:  # TLS files are read when the listener starts
-        print("voicelive-sip: invalid configuration", file=sys.stderr)
+        _status("voicelive-sip: invalid configuration")
         for problem in error.problems if isinstance(error, ConfigError) else [str(error)]:
-            print(f"  {problem}", file=sys.stderr)
+            _status(f"  {problem}")
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _export_env_file(path: Path) -> None:
+    """Put the file's settings into the environment, where the application's own `Settings()` reads them
+    too; variables already set win (as `docker run --env-file` and systemd's EnvironmentFile= do not, but
+    as a `.env` file does)."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        raise ConfigError([f"--env-file: {path} is not a readable file"])
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
+
+
+def _load_app(spec: str, settings: Settings) -> Gateway:
+    """`module:attribute` as a Gateway: a Gateway, a factory returning one, or tools to serve."""
+    from .gateway import Gateway
+    from .voicelive.tools import Tool
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError([f"--app: {spec!r} is not MODULE:ATTRIBUTE (e.g. myagent:tools)"])
+    sys.path.insert(0, os.getcwd())  # as `python -m` would: the application lives beside the operator
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError([f"--app: cannot import {module_name} ({error})"]) from None
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ConfigError([f"--app: {module_name} has no attribute {attribute}"])
+        target = getattr(target, part)
+    if callable(target) and not isinstance(target, Tool | Gateway):
+        target = target(settings) if inspect.signature(target).parameters else target()
+    if isinstance(target, Tool):
+        target = [target]
+    if isinstance(target, Gateway):
+        return target
+    if isinstance(target, list | tuple) and all(isinstance(item, Tool) for item in target):
+        return Gateway(settings, tools=list(target))
+    raise ConfigError(
+        [f"--app: {spec} is a {type(target).__name__}; expected a Gateway, a factory or a list of @tool"]
+    )
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
@@ -117,48 +193,60 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
     return result
 
 
-def _require_voicelive_credentials(settings: VoiceLiveSettings) -> None:
-    problems = []
-    default_endpoint = VoiceLiveSettings.model_fields["endpoint"].default
-    if settings.endpoint == default_endpoint:
-        problems.append(
-            "AZURE_VOICELIVE_ENDPOINT: not set (e.g. https://<resource>.cognitiveservices.azure.com); "
-            "or run with --fake-voicelive to try without Azure"
-        )
-    entra = any(os.environ.get(name) for name in _ENTRA_VARIABLES) or (Path.home() / ".azure").is_dir()
-    if settings.api_key is None and not entra:
-        problems.append(
-            "AZURE_VOICELIVE_API_KEY: not set, and no Microsoft Entra ID found (AZURE_CLIENT_ID/"
-            "AZURE_TENANT_ID, a managed identity, or `az login`); set one, or run with --fake-voicelive"
-        )
-    if problems:
-        raise ConfigError(problems)
-
-
-def _configure_logging(settings: Settings) -> None:
-    settings.logging.configure()
-
-
 def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-async def _with_fake(settings: Settings) -> FakeVoiceLive:
+async def _with_fake(settings: Settings, *, say: bool = True) -> FakeVoiceLive:
     """Start a FakeVoiceLive and point the settings at it; returns the running fake."""
     fake = FakeVoiceLive(voice="speech" if shutil.which("espeak-ng") else "tone", pace=1.0)
     await fake.start()
     # What the user configured stays (instructions, voice, VAD...); only where and how to connect changes.
     keep = settings.voicelive.model_dump(exclude={"endpoint", "api_key"})
     settings.voicelive = fake.settings(**keep)
-    _status(f"  FakeVoiceLive on {fake.endpoint} (replies are scripted: a tone or espeak-ng speech)")
+    if say:
+        _status(f"  FakeVoiceLive on {fake.endpoint} (replies are scripted: a tone or espeak-ng speech)")
     return fake
 
 
-async def _serve(settings: Settings, fake: bool, *, gc_freeze: bool = False) -> int:
+async def _gateway(settings: Settings, app: str | None, fake: FakeVoiceLive | None) -> Gateway:
     from .gateway import Gateway
 
+    gateway = _load_app(app, settings) if app else Gateway(settings)
+    if fake is not None and gateway.settings is not settings:
+        gateway.settings.voicelive = settings.voicelive  # the application's own settings, pointed at the fake
+    return gateway
+
+
+async def _metrics_server(gateway: Gateway) -> Any:
+    from .http import ObservabilityServer
+
+    metrics = gateway.settings.metrics
+    server = ObservabilityServer(
+        gateway.metrics, ready=gateway.readiness, host=metrics.host, port=metrics.port
+    )
+    try:
+        await server.start()
+    except OSError as error:
+        reason = _bind_reason(error)
+        raise StartupError(
+            [f"METRICS_PORT: cannot listen on {metrics.host}:{metrics.port} ({reason}); pick another port "
+             "or METRICS_ENABLED=false"]
+        ) from None  # fmt: skip
+    return server
+
+
+async def _serve(settings: Settings, fake: bool, *, app: str | None = None, gc_freeze: bool = False) -> int:
     running_fake = await _with_fake(settings) if fake else None
-    gateway = Gateway(settings)
+    try:
+        return await _serve_gateway(await _gateway(settings, app, running_fake), gc_freeze=gc_freeze)
+    finally:
+        if running_fake is not None:
+            await running_fake.stop()
+
+
+async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
+    settings = gateway.settings
     _status("voicelive-sip: starting ...")
     await gateway.start()
     if gc_freeze:
@@ -167,12 +255,11 @@ async def _serve(settings: Settings, fake: bool, *, gc_freeze: bool = False) -> 
         gc.freeze()
     observability = None
     if settings.metrics.enabled:
-        from .http import ObservabilityServer
-
-        observability = ObservabilityServer(
-            gateway.metrics, ready=gateway.readiness, host=settings.metrics.host, port=settings.metrics.port
-        )
-        await observability.start()
+        try:
+            observability = await _metrics_server(gateway)
+        except StartupError:
+            await gateway.stop()
+            raise
         _status(f"voicelive-sip: metrics and health on {observability.url}/metrics, /healthz, /readyz")
     loop = asyncio.get_running_loop()
     stops = 0
@@ -196,7 +283,8 @@ async def _serve(settings: Settings, fake: bool, *, gc_freeze: bool = False) -> 
     host, port = gateway.ua.address
     transports = "+".join(t.lower() for t in settings.sip.transports)
     _status(
-        f"voicelive-sip: answering on {transports} {host}:{port}, Voice Live {settings.voicelive.endpoint}"
+        f"voicelive-sip: answering on {transports} {host}:{port}, "
+        f"Voice Live {settings.voicelive.endpoint_display}"
     )
     _status("voicelive-sip: Ctrl-C (SIGTERM) drains calls and stops")
     try:
@@ -204,8 +292,6 @@ async def _serve(settings: Settings, fake: bool, *, gc_freeze: bool = False) -> 
     finally:
         if observability is not None:
             await observability.stop()
-        if running_fake is not None:
-            await running_fake.stop()
     _status("voicelive-sip: stopped")
     return 0
 
@@ -227,18 +313,19 @@ def _operator_pattern(target: str, settings: Settings) -> str | None:
     return f"{scheme}:{uri.user or '*'}@{uri.host}{port}"
 
 
-async def _call(settings: Settings, uri: str, fake: bool) -> int:
+async def _call(settings: Settings, uri: str, fake: bool, *, app: str | None = None) -> int:
     from .aio import CallFailed
-    from .gateway import Gateway
 
     running_fake = await _with_fake(settings) if fake else None
-    # The operator named this target on the command line: it is allowed for this run (GATEWAY_OUTBOUND_ALLOWED
-    # guards what applications and models dial).
-    pattern = _operator_pattern(uri, settings)
-    if pattern is not None:
-        settings.gateway.outbound_allowed = [*settings.gateway.outbound_allowed, pattern]
     try:
-        async with Gateway(settings) as gateway:
+        gateway = await _gateway(settings, app, running_fake)
+        # The operator named this target on the command line: it is allowed for this run
+        # (GATEWAY_OUTBOUND_ALLOWED guards what applications and models dial).
+        pattern = _operator_pattern(uri, gateway.settings)
+        if pattern is not None:
+            allowed = gateway.settings.gateway.outbound_allowed
+            gateway.settings.gateway.outbound_allowed = [*allowed, pattern]
+        async with gateway:
             _status(f"voicelive-sip: calling {uri} ...")
             try:
                 session = await gateway.call(uri)
@@ -249,54 +336,126 @@ async def _call(settings: Settings, uri: str, fake: bool) -> int:
             loop = asyncio.get_running_loop()
             hangups: list[asyncio.Task[None]] = []
             loop.add_signal_handler(signal.SIGINT, lambda: hangups.append(loop.create_task(session.hangup())))
-            await session.call.wait_ended()
-            while not gateway.summaries:
-                await asyncio.sleep(0.05)
-            summary = gateway.summaries[-1]
+            summary = await session.wait_ended()
             _status(f"voicelive-sip: call ended ({summary.end_reason}) after {summary.duration_s:.1f} s")
-            for _, role, text in summary.transcript:
-                _status(f"  {role}: {text}")
+            for line in summary.transcript:
+                _status(f"  {line.role}: {line.text}" + (" [interrupted]" if line.interrupted else ""))
     finally:
         if running_fake is not None:
             await running_fake.stop()
     return 0
 
 
-async def _check(settings: Settings) -> int:
-    from .aio import RegistrationFailed, UserAgent, advertised_address_problems
-    from .voicelive import VoiceLiveError, VoiceLiveSession
+def _bind_reason(error: OSError) -> str:
+    # uvloop raises a plain OSError("could not bind ...") whose cause carries the errno.
+    cause = error.__cause__ if error.errno is None and isinstance(error.__cause__, OSError) else error
+    return "in use by another process" if cause.errno == errno.EADDRINUSE else (cause.strerror or str(cause))
 
-    ok = True
-    _status("✓ configuration is valid")
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # the checklist is the command's output: stdout, apart from any log lines
+
+
+async def _check(settings: Settings, fake: bool) -> int:
+    from .aio import RegistrationFailed, UserAgent, advertised_address_problems
+    from .aio.transport import BindFailed
+    from .gateway import _bind_problem, _recording_dir_problems
+
+    _say("✓ configuration is valid")
+    running_fake = await _with_fake(settings, say=False) if fake else None
+    try:
+        problems = voicelive_problems(settings.voicelive)
+        if problems:
+            for problem in problems:
+                _say(f"✗ {problem}")
+            return 2
+        ok = await _check_voicelive(settings)
+    finally:
+        if running_fake is not None:
+            await running_fake.stop()
     for problem in advertised_address_problems(settings.sip.agent_options(settings.media)):
-        _status(f"⚠ {problem}")
-    _status(f"… Voice Live handshake with {settings.voicelive.endpoint}")
-    try:
-        async with VoiceLiveSession(settings.voicelive):
-            pass
-        _status("✓ Voice Live accepted the connection and the session settings")
-    except VoiceLiveError as error:
+        _say(f"⚠ {problem}")
+    for problem in _recording_dir_problems(settings.gateway.recording_dir):
         ok = False
-        _status(f"✗ Voice Live: {error}")
-    _status(f"… binding SIP on {settings.sip.local_address}:{settings.sip.port}")
+        _say(f"✗ {problem}")
+    sip = settings.sip
+    _say(f"… binding SIP on {sip.local_address}:{sip.port}")
     try:
-        async with UserAgent(settings.sip, settings.media) as ua:
-            _status(f"✓ SIP listening on {ua.address[0]}:{ua.address[1]}")
-            if settings.sip.register_enabled:
-                _status(f"… registering {settings.sip.user} with {settings.sip.server}")
+        async with UserAgent(sip, settings.media) as ua:
+            tls = f", TLS {ua.tls_address[0]}:{ua.tls_address[1]}" if ua.tls_address else ""
+            _say(f"✓ SIP listening on {ua.address[0]}:{ua.address[1]}{tls}")
+            ok = await _check_media(settings) and ok
+            ok = await _check_metrics(settings) and ok
+            if sip.register_enabled:
+                _say(f"… registering {ua.aor} with {sip.server}")
                 registration = ua.register()
                 try:
                     await registration.wait_registered(timeout=15)
-                    _status(f"✓ registered for {registration.expires} s")
+                    _say(f"✓ registered for {registration.expires} s")
                 except RegistrationFailed as error:
                     ok = False
-                    _status(f"✗ registration: {error}")
+                    _say(f"✗ registration: {error}")
             else:
-                _status("- registration not configured (REGISTER_WITH_SIP_SERVER=false)")
-    except OSError as error:
+                _say("- registration not configured (REGISTER_WITH_SIP_SERVER=false)")
+    except BindFailed as error:
         ok = False
-        _status(f"✗ SIP: cannot bind: {error}")
+        _say(f"✗ {_bind_problem(sip, error)}")
+    except TlsSetupError as error:
+        ok = False
+        _say(f"✗ {error}")
     return 0 if ok else 1
+
+
+async def _check_voicelive(settings: Settings) -> bool:
+    from .voicelive import VoiceLiveError, VoiceLiveSession
+
+    _say(f"… Voice Live handshake with {settings.voicelive.endpoint_display}")
+    try:
+        async with VoiceLiveSession(settings.voicelive):
+            pass
+    except VoiceLiveError as error:
+        _say(f"✗ Voice Live: {error}")
+        return False
+    _say("✓ Voice Live accepted the connection and the session settings")
+    return True
+
+
+async def _check_media(settings: Settings) -> bool:
+    from .rtp.session import PortPool, RtpSession
+
+    media = settings.media
+    last = media.port + media.port_count - 1
+    try:
+        pool = PortPool(media.address, media.port, media.port_count)
+        rtp = await RtpSession.open(pool)
+    except (OSError, ValueError) as error:
+        _say(f"✗ MEDIA_PORT: no RTP port pair free in {media.address}:{media.port}-{last} ({error})")
+        return False
+    rtp.close()
+    _say(f"✓ RTP ports bind on {media.address}:{media.port}-{last}")
+    return True
+
+
+async def _check_metrics(settings: Settings) -> bool:
+    from .http import ObservabilityServer
+    from .metrics import GatewayMetrics
+
+    metrics = settings.metrics
+    if not metrics.enabled:
+        _say("- metrics off (METRICS_ENABLED=false)")
+        return True
+    server = ObservabilityServer(
+        GatewayMetrics(), ready=lambda: (True, {}), host=metrics.host, port=metrics.port
+    )
+    try:
+        await server.start()
+    except OSError as error:
+        reason = _bind_reason(error)
+        _say(f"✗ METRICS_PORT: cannot listen on {metrics.host}:{metrics.port} ({reason})")
+        return False
+    await server.stop()
+    _say(f"✓ metrics port free: {metrics.host}:{metrics.port}")
+    return True
 
 
 def _demo(output: Path) -> int:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,6 +16,7 @@ from .aio.options import UserAgentOptions
 from .codecs.names import Codec
 from .errors import VoiceLiveSipError
 from .logs import LoggingSettings
+from .settings_group import SettingsGroup, env_name
 from .targets import TargetPattern
 
 if TYPE_CHECKING:
@@ -37,7 +41,7 @@ def _csv(value: object) -> object:
     return value
 
 
-class VoiceLiveSettings(BaseSettings):
+class VoiceLiveSettings(SettingsGroup):
     """Azure AI Voice Live: endpoint, credentials and everything that goes into `session.update`."""
 
     model_config = SettingsConfigDict(
@@ -45,10 +49,13 @@ class VoiceLiveSettings(BaseSettings):
     )
 
     # Connection (the two AZURE_* names are the seed's; every other variable is VOICE_LIVE_<FIELD>).
+    keeps_empty = frozenset({"proactive_greeting"})
+
     endpoint: str = Field(
-        default="http://127.0.0.1:8765",
+        default="",
         validation_alias=AliasChoices("AZURE_VOICELIVE_ENDPOINT"),
-        description="Voice Live endpoint: https://<resource>.cognitiveservices.azure.com or a FakeVoiceLive.",
+        description="Voice Live endpoint: https://<resource>.cognitiveservices.azure.com (wss:// and a path "
+        "such as /openai/realtime are accepted), or a FakeVoiceLive; required to take calls.",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -185,6 +192,24 @@ class VoiceLiveSettings(BaseSettings):
         _csv
     )
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_web_address(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme.lower() not in ("https", "wss", "http", "ws"):
+                raise ValueError("must start with https:// (or wss://; http:// and ws:// for a local fake)")
+            if not parts.hostname:
+                raise ValueError("names no host, e.g. https://<resource>.cognitiveservices.azure.com")
+        return value
+
+    @property
+    def endpoint_display(self) -> str:
+        """The endpoint as scheme://host[:port]/path, without the query (short enough for one line)."""
+        parts = urlsplit(self.endpoint)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/") if parts.netloc else self.endpoint
+
 
 Transport = Literal["udp", "tcp"]
 SrtpPolicy = Literal["off", "optional", "required"]
@@ -206,7 +231,7 @@ def _codecs(value: object) -> object:
     return value
 
 
-class SipSettings(BaseSettings):
+class SipSettings(SettingsGroup):
     """The SIP user agent: where it listens, who it is, registration, limits and timers."""
 
     model_config = SettingsConfigDict(
@@ -501,7 +526,7 @@ class SipSettings(BaseSettings):
         )
 
 
-class MediaSettings(BaseSettings):
+class MediaSettings(SettingsGroup):
     """RTP: bind address, port range, codecs and timers."""
 
     model_config = SettingsConfigDict(
@@ -593,7 +618,7 @@ class MediaSettings(BaseSettings):
         )
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(SettingsGroup):
     """How calls are bridged: answering, DTMF, built-in tools, recording, shutdown."""
 
     model_config = SettingsConfigDict(
@@ -661,7 +686,7 @@ class GatewaySettings(BaseSettings):
         return value
 
 
-class MetricsSettings(BaseSettings):
+class MetricsSettings(SettingsGroup):
     """The observability endpoint: `METRICS_ENABLED`, `METRICS_HOST` and `METRICS_PORT`."""
 
     model_config = SettingsConfigDict(env_prefix="METRICS_", extra="ignore", env_file=".env")
@@ -671,7 +696,9 @@ class MetricsSettings(BaseSettings):
         default="127.0.0.1",
         description="Address to listen on; 0.0.0.0 exposes the endpoint beyond this host.",
     )
-    port: int = Field(default=9100, ge=0, le=65535, description="TCP port (0: any free port).")
+    # Not 9100: that is node_exporter's, usually running on the same host (the whole 9100-9999 exporter range
+    # is allocated).
+    port: int = Field(default=8160, ge=0, le=65535, description="TCP port (0: any free port).")
 
 
 class Settings(BaseSettings):
@@ -704,15 +731,40 @@ class ConfigError(VoiceLiveSipError):
         self.problems = problems
 
 
-def _env_name(model: type[BaseSettings], key: str) -> str:
-    if key.isupper():
-        return key  # pydantic reports the alias it read (SIP_PORT, AUTH_PASSWORD...)
-    field = model.model_fields.get(key)
-    alias = field.validation_alias if field is not None else None
-    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str) and alias.choices[0].isupper():
-        return alias.choices[0]
-    prefix = str(model.model_config.get("env_prefix", ""))
-    return (prefix + key).upper()
+class StartupError(ConfigError):
+    """The gateway could not start for a reason a setting fixes (a port in use, a folder it cannot write):
+    one line per problem, naming the environment variable."""
+
+
+# Where DefaultAzureCredential finds a Microsoft Entra ID identity without an API key.
+_ENTRA_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+    "AZURE_USERNAME",
+)
+
+
+def voicelive_problems(settings: VoiceLiveSettings, *, credential: object = None) -> list[str]:
+    """Why calls could not reach Voice Live with these settings (no endpoint, no credential); [] if they can.
+
+    `credential`: one the application passes (an azure-identity credential); it counts as a credential.
+    """
+    problems = []
+    if not settings.endpoint:
+        problems.append(
+            "AZURE_VOICELIVE_ENDPOINT: not set (e.g. https://<resource>.cognitiveservices.azure.com); "
+            "or try without Azure: voicelive-sip serve --fake-voicelive"
+        )
+    entra = any(os.environ.get(name) for name in _ENTRA_VARIABLES) or (Path.home() / ".azure").is_dir()
+    if settings.api_key is None and credential is None and not entra:
+        problems.append(
+            "AZURE_VOICELIVE_API_KEY: not set, and no Microsoft Entra ID found (AZURE_CLIENT_ID/"
+            "AZURE_TENANT_ID, a managed identity, or `az login`); set one, or use --fake-voicelive"
+        )
+    return problems
 
 
 def _is_secret(model: type[BaseSettings], key: str) -> bool:
@@ -723,7 +775,7 @@ def _is_secret(model: type[BaseSettings], key: str) -> bool:
             if isinstance(alias, AliasChoices)
             else {name}
         )
-        if key in names or _env_name(model, name) == key:
+        if key in names or env_name(model, name) == key:
             return "Secret" in str(field.annotation)
     return False
 
@@ -741,7 +793,7 @@ def load_settings(**groups: BaseSettings) -> Settings:
             for item in error.errors():
                 key = str(item["loc"][0]) if item["loc"] else name
                 shown = "" if _is_secret(model, key) else f" (got {item.get('input')!r})"
-                problems.append(f"{_env_name(model, key)}: {item['msg']}{shown}")
+                problems.append(f"{env_name(model, key)}: {item['msg']}{shown}")
     if problems:
         raise ConfigError(problems)
     return Settings.model_validate(loaded)

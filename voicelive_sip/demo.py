@@ -8,6 +8,7 @@ transcript with timings and writes the stereo recording and a PNG timeline of wh
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import sys
 import wave
@@ -18,6 +19,7 @@ from typing import TextIO
 import numpy as np
 
 from .bridge import CallSummary
+from .call_events import TranscriptLine
 from .config import GatewaySettings, MediaSettings, Settings, SipSettings
 from .gateway import Gateway
 from .testing.fake_voicelive import FakeReply, FakeVoiceLive
@@ -71,19 +73,18 @@ async def run(output: Path, *, out: TextIO = sys.stdout, pace: float = 1.0) -> D
             _say(out, f"  phone dials {target} ...")
             t0 = loop.time()
             call = await phone.call(target)
-            await call.wait_for(lambda c: c.first_audio_time() is not None, timeout=10)
-            await asyncio.sleep(1.5 * pace)
+            session = await gateway.next_call()
+            # The caller lets 1.5 s of the greeting play (75 frames of 20 ms heard), then talks over it.
+            await call.wait_for(lambda c: _heard_s(c) >= 1.5, timeout=10 + 10 * pace)
             question = render_sentence(QUESTION) if speech else None
             audio = question if question is not None else load_audio(QUESTION_WAV)
             _say(out, "  the caller speaks over the greeting ...")
             await call.play(audio, pace=pace)
-            await _wait_for_answer(gateway, call, timeout=30)
+            await session.wait_for(TranscriptLine, lambda line: line.text == ANSWER, timeout=30)
+            # The answer is in the transcript as soon as it is generated; hang up once it has been heard.
+            await call.wait_for(lambda c: loop.time() - _last_loud(c) > 0.8, timeout=30)
             await call.hangup()
-            for _ in range(250):
-                if gateway.summaries:
-                    break
-                await asyncio.sleep(0.02)
-        summary = gateway.summaries[0]
+            summary = await session.wait_ended(timeout=10)
         speech_started = fake.sent_at("input_audio_buffer.speech_started")
     reaction = _reaction_ms(call, speech_started[0]) if speech_started else None
     lines = _timeline(summary, speech_started=speech_started, t0=t0)
@@ -92,20 +93,12 @@ async def run(output: Path, *, out: TextIO = sys.stdout, pace: float = 1.0) -> D
     return DemoResult(summary, summary.recording, timeline, reaction, lines)
 
 
-async def _wait_for_answer(gateway: Gateway, call: PhoneCall, timeout: float) -> None:
-    """Until the agent's answer has been spoken and heard (then a short silence), or `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        answered = any(
-            t == ANSWER for s in gateway.sessions for _, role, t in s.summary.transcript if role == "agent"
-        )
-        quiet = bool(call.received) and loop.time() - _last_loud(call) > 0.8
-        if answered and quiet:
-            return
-        await asyncio.sleep(0.1)
+def _heard_s(call: PhoneCall) -> float:
+    """Seconds of loud agent audio the phone has heard."""
+    return sum(FRAME for frame in call.received if _loud(frame.payload))
 
 
+@functools.lru_cache(maxsize=4096)  # the phone's wait_for re-checks every frame heard so far
 def _loud(payload: bytes) -> bool:
     from .codecs import g711
 
@@ -137,8 +130,9 @@ def _timeline(
     lines.append((answered, "gateway", "answers: 200 OK once Voice Live is connected"))
     for moment in speech_started[:1]:
         lines.append((moment - t0, "gateway", "caller speech detected: agent audio cleared, reply cut off"))
-    for offset, role, text in summary.transcript:
-        lines.append((answered + offset, role, text))
+    for line in summary.transcript:
+        text = f"{line.text} ... (interrupted)" if line.interrupted else line.text
+        lines.append((answered + line.at, line.role, text))
     who = "phone" if summary.ended_by == "remote" else "gateway"
     lines.append((answered + summary.duration_s, who, f"hangs up ({summary.end_reason})"))
     return sorted(lines, key=lambda line: line[0])

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
-
-import structlog
 
 from ._tasks import TaskSet
 from .aio import CallFailed, IncomingCall, Registration, RegistrationState, UserAgent
 from .aio.endpoint import target_uri
+from .aio.transport import BindFailed
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
-from .config import Settings, VoiceLiveSettings
+from .config import Settings, SipSettings, StartupError, VoiceLiveSettings, voicelive_problems
 from .errors import LocalProtocolError, SipParseError, VoiceLiveError
-from .logs import bind_call_context
+from .logs import bind_call_context, get_logger
 from .metrics import GatewayMetrics
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSessionStats
@@ -23,7 +26,9 @@ from .voicelive.connection import VoiceLiveSession
 from .voicelive.health import ServiceHealth
 from .voicelive.tools import Tool
 
-log = structlog.get_logger("voicelive_sip.gateway")
+log = get_logger("voicelive_sip.gateway")
+
+MAX_UNCLAIMED_CALLS = 16
 
 Configure = Callable[[IncomingCall], Awaitable[VoiceLiveSettings | None] | VoiceLiveSettings | None]
 SessionHook = Callable[[CallSession], Awaitable[None] | None]
@@ -69,6 +74,9 @@ class Gateway:
         self.ua.health = lambda: self.voicelive_health.problem
         self.sessions: set[CallSession] = set()
         self.summaries: list[CallSummary] = []  # the most recent ones, bounded
+        # Calls `next_call()` has not handed out yet, oldest first; bounded, as nobody may be asking.
+        self._arrivals: deque[CallSession] = deque(maxlen=MAX_UNCLAIMED_CALLS)
+        self._arrived = asyncio.Event()
         self._tasks = TaskSet()
         self._accepting: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -86,13 +94,25 @@ class Gateway:
         return self.ua.draining
 
     async def start(self) -> None:
-        await self.ua.start()
+        """Bind the transports and take calls; `StartupError` (naming the setting) if that cannot work.
+
+        A gateway with no Voice Live endpoint or credential refuses to start rather than fail every call.
+        """
+        problems = voicelive_problems(self.settings.voicelive, credential=self.credential)
+        problems += _recording_dir_problems(self.settings.gateway.recording_dir)
+        if problems:
+            raise StartupError(problems)
+        try:
+            await self.ua.start()
+        except BindFailed as error:
+            raise StartupError([_bind_problem(self.settings.sip, error)]) from None
         for registration in self.ua.registrations:
             self._tasks.spawn(self._watch(registration), name="gateway.registration")
         self.clock.start()
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
         self.started = True
-        log.info("sip.agent_started", address=self.ua.address, max_calls=self.settings.sip.max_calls)
+        self._stopped.clear()
+        log.info("gateway.started", max_calls=self.settings.sip.max_calls)
 
     async def serve(self) -> None:
         """Run until `stop()` (or a signal handler calling `drain()`) finishes."""
@@ -100,14 +120,27 @@ class Gateway:
             await self.start()
         await self._stopped.wait()
 
+    async def next_call(self, timeout: float | None = 10.0) -> CallSession:
+        """The next call bridged (answered, or placed and answered) that this has not returned yet.
+
+        Calls wait here in order, the last `MAX_UNCLAIMED_CALLS` of them; raises `TimeoutError` after
+        `timeout` seconds without one. Then `await session.wait_for(ToolCalled)`, `session.wait_ended()`.
+        """
+        async with asyncio.timeout(timeout):
+            while not self._arrivals:
+                await self._arrived.wait()
+        return self._arrivals.popleft()
+
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready (for /readyz) = transports bound, registered where configured, and able to take a call: not
         draining, not at SIP_MAX_CALLS, Voice Live not known to be unreachable (what OPTIONS answers too)."""
-        registered = all(r.state is RegistrationState.REGISTERED for r in self.ua.registrations)
+        registrations = self.ua.registrations
+        registered = all(r.state is RegistrationState.REGISTERED for r in registrations)
         refusal = self.ua.unavailable() if self.started else ("not started", 0)
         details: dict[str, object] = {
             "transports": self.started,
-            "registered": registered,
+            # null when no registration is configured: nothing to be registered, not "registered".
+            "registered": registered if registrations else None,
             "draining": self.draining,
             "active_calls": len(self.sessions),
             "voicelive_reachable": not self.voicelive_health.down,
@@ -284,6 +317,9 @@ class Gateway:
 
     async def _run(self, session: CallSession) -> None:
         self.sessions.add(session)
+        self._arrivals.append(session)
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
         self.metrics.call_started(session.summary.direction)
         try:
             if self.on_session is not None:
@@ -322,3 +358,32 @@ def _srtp_outcome(session: CallSession) -> tuple[str | None, dict[str, int]]:
     if not isinstance(stats, RtpSessionStats):
         return None, {}
     return stats.srtp_suite, stats.srtp_dropped
+
+
+def _bind_problem(sip: SipSettings, error: BindFailed) -> str:
+    """One line naming the setting that fixes a listening socket that could not be bound."""
+    host, port = error.address
+    setting = "SIP_TLS_PORT" if error.transport == "TLS" else "SIP_PORT"
+    if error.errno == errno.EADDRINUSE:
+        return f"{setting}: {error.transport} port {port} on {host} is in use by another process"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"SIP_LOCAL_ADDRESS: {host} is not an address of this host"
+    if error.errno == errno.EACCES:
+        return f"{setting}: not allowed to listen on port {port} (ports below 1024 need privileges)"
+    return f"{setting}: cannot listen on {error.transport} {host}:{port} ({error.strerror})"
+
+
+def _recording_dir_problems(folder: str | None) -> list[str]:
+    """GATEWAY_RECORDING_DIR must be a folder we can write (it is created when missing)."""
+    if not folder:
+        return []
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return [f"GATEWAY_RECORDING_DIR: cannot create {folder} ({error.strerror or error})"]
+    if not path.is_dir():
+        return [f"GATEWAY_RECORDING_DIR: {folder} is not a folder"]
+    if not os.access(path, os.W_OK | os.X_OK):
+        return [f"GATEWAY_RECORDING_DIR: {folder} is not writable by this user"]
+    return []

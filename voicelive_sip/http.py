@@ -6,15 +6,16 @@ import json
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-import structlog
 from aiohttp import web
 
 from voicelive_sip.config import MetricsSettings
 from voicelive_sip.metrics import GatewayMetrics
 
+from ._logger import get_logger
+
 __all__ = ["MetricsSettings", "ObservabilityServer", "ReadinessCheck"]
 
-log = structlog.get_logger("voicelive_sip.http")
+log = get_logger("voicelive_sip.http")
 
 ReadinessCheck = Callable[[], tuple[bool, dict[str, object]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

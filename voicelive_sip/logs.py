@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import structlog
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ._logger import LibraryLogger, get_logger, is_secret_key, redact_secrets
+from .settings_group import SettingsGroup
 
 __all__ = [
+    "LibraryLogger",
     "LoggingSettings",
     "bind_call_context",
     "configure_logging",
+    "get_logger",
     "is_secret_key",
     "redact_secrets",
 ]
@@ -25,68 +28,11 @@ __all__ = [
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-REDACTED = "[redacted]"
 
 # Chatty third-party loggers that only earn their keep when someone asked for DEBUG.
 _NOISY_LOGGERS = ("aiohttp", "azure")
 # Handlers we install carry this name, so reconfiguring replaces ours and leaves anybody else's alone.
 _HANDLER_NAME = "voicelive_sip.logs"
-# Structures nested deeper than this are not walked: they are rare in events and must not cost unbounded time.
-_MAX_REDACT_DEPTH = 4
-
-# Words that make a key a secret. Plural "tokens" is left alone: `input_tokens` counts usage.
-_SECRET_WORDS = frozenset(
-    {
-        "apikey",
-        "authorization",
-        "cookie",
-        "credential",
-        "credentials",
-        "passwd",
-        "password",
-        "passwords",
-        "secret",
-        "secrets",
-        "token",
-    }
-)
-_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key")})
-_KEY_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a key names a credential (`api_key`, `sip_password`, `Authorization`, `accessToken`, ...)."""
-    parts = [part.lower() for part in _KEY_PARTS.findall(key)]
-    if any(part in _SECRET_WORDS for part in parts):
-        return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(parts))
-
-
-def _redact(value: object, depth: int) -> object:
-    if depth >= _MAX_REDACT_DEPTH:
-        return value
-    if isinstance(value, Mapping):
-        return {
-            key: REDACTED if isinstance(key, str) and is_secret_key(key) else _redact(item, depth + 1)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        items = [_redact(item, depth + 1) for item in value]
-        if all(new is old for new, old in zip(items, value, strict=True)):
-            return value  # nothing secret inside: keep the caller's object (and its type)
-        return items if isinstance(value, list) else tuple(items)
-    return value
-
-
-def redact_secrets(
-    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: replace the values of secret-looking keys, also inside nested dicts and lists."""
-    for key, value in event_dict.items():
-        if key == "event":
-            continue
-        event_dict[key] = REDACTED if is_secret_key(key) else _redact(value, 0)
-    return event_dict
 
 
 def _shared_processors() -> list[structlog.typing.Processor]:
@@ -193,10 +139,12 @@ def bind_call_context(
         yield
 
 
-class LoggingSettings(BaseSettings):
+class LoggingSettings(SettingsGroup):
     """Logging: `LOG_LEVEL`, `LOG_FORMAT` (auto|console|json) and `VOICE_LIVE_LOG_FILE` (or `LOG_FILE`)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LOG_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     level: LogLevel = Field(default="INFO", description="Minimum level logged.")
     format: LogFormat = Field(

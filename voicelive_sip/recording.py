@@ -22,14 +22,15 @@ from typing import BinaryIO, Final
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 
 from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
 
+from ._logger import get_logger
+
 __all__ = ["CallRecorder", "recording_path"]
 
-log = structlog.get_logger("voicelive_sip.recording")
+log = get_logger("voicelive_sip.recording")
 
 SAMPLE_RATE: Final = 8000
 _CHANNELS: Final = 2

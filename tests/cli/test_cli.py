@@ -45,6 +45,7 @@ def test_demo_runs_a_whole_call(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "Transcript" in out and "time to answer" in out and "time to first agent audio" in out
     assert "barge-in reaction" in out
     assert "agent: We are open" in out
+    assert "(interrupted)" in out  # the greeting the caller talked over, as far as it was heard
     assert (tmp_path / "timeline.png").read_bytes().startswith(b"\x89PNG")
     assert len(list(tmp_path.glob("*.wav"))) == 1
 
@@ -68,8 +69,8 @@ def test_missing_credentials_say_how_to_fix(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", "/nonexistent")
     assert main(["check"]) == 2
-    err = capsys.readouterr().err
-    assert "AZURE_VOICELIVE_ENDPOINT" in err and "--fake-voicelive" in err
+    out = capsys.readouterr().out
+    assert "AZURE_VOICELIVE_ENDPOINT" in out and "--fake-voicelive" in out
 
 
 def _free_port() -> int:
@@ -112,6 +113,7 @@ def test_check_reports_each_step(fake_server: str) -> None:
         "AZURE_VOICELIVE_ENDPOINT": fake_server,
         "AZURE_VOICELIVE_API_KEY": "test-key",
         "SIP_PORT": "0",
+        "METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
     }
     done = subprocess.run(
@@ -122,7 +124,7 @@ def test_check_reports_each_step(fake_server: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "✓ Voice Live accepted" in done.stderr and "✓ SIP listening" in done.stderr
+    assert "✓ Voice Live accepted" in done.stdout and "✓ SIP listening" in done.stdout
     bad = {**env, "AZURE_VOICELIVE_API_KEY": "wrong-key"}
     failed = subprocess.run(
         [sys.executable, "-m", "voicelive_sip.cli", "check"],
@@ -131,8 +133,8 @@ def test_check_reports_each_step(fake_server: str) -> None:
         text=True,
         timeout=60,
     )
-    assert failed.returncode == 1 and "✗ Voice Live" in failed.stderr
-    assert "wrong-key" not in failed.stderr
+    assert failed.returncode == 1 and "✗ Voice Live" in failed.stdout
+    assert "wrong-key" not in failed.stdout + failed.stderr
 
 
 def test_serve_takes_gc_freeze_as_an_option() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from voicelive_sip.aio import CallFailed
 from voicelive_sip.codecs import g711
-from voicelive_sip.config import GatewaySettings, MediaSettings, Settings, SipSettings
+from voicelive_sip.config import GatewaySettings, MediaSettings, Settings, SipSettings, VoiceLiveSettings
 from voicelive_sip.gateway import Gateway
 from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
 from voicelive_sip.testing.fake_voicelive import FakeFaults
@@ -387,6 +387,7 @@ async def test_the_gateway_leaves_the_garbage_collector_alone() -> None:
     settings = Settings(
         sip=SipSettings(port=0, local_address="127.0.0.1", t1=0.1),
         media=MediaSettings(address="127.0.0.1", port=media_port(), port_count=100),
+        voicelive=VoiceLiveSettings(endpoint="http://127.0.0.1:9", api_key="unused"),  # no call is made
     )
     gc.unfreeze()
     async with Gateway(settings):

@@ -146,3 +146,17 @@ def test_the_example_pytest_test_passes() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_the_external_example_project_passes_on_its_own() -> None:
+    """examples/my_voice_agent: its own pyproject (asyncio_mode, ports), its own @tool, its own test."""
+    project = EXAMPLES / "my_voice_agent"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout

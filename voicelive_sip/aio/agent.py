@@ -12,8 +12,7 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import CallFailed, LocalProtocolError
 from ..sip.auth import DigestClient
 from ..sip.headers import NameAddress
@@ -29,7 +28,7 @@ from .outgoing import OutgoingCalls
 from .outgoing_call import OutgoingCall
 from .registration import Registration
 
-log = structlog.get_logger("voicelive_sip.sip.ua")
+log = get_logger("voicelive_sip.sip.ua")
 
 
 class _ToOptions(Protocol):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sdes import SUITES, SdesKey, srtp_policy
 from ..sdp import (
@@ -47,7 +46,7 @@ from ..sip.uas import ALLOW, dtmf_relay_body, info_dtmf, refer_status, warning_t
 from .endpoint import CallEndpoint, target_uri
 from .options import UserAgentOptions
 
-log = structlog.get_logger("voicelive_sip.sip.call")
+log = get_logger("voicelive_sip.sip.call")
 
 MAX_QUEUED_CALL_EVENTS = 256
 

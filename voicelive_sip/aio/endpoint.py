@@ -13,8 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
-
+from .._logger import get_logger
 from .._tasks import TaskSet
 from ..errors import SipParseError
 from ..sip.admission import Admission, Verdict
@@ -45,7 +44,7 @@ from .resolve import Resolver, as_sip_uri, target_uri
 from .tls import tls_contexts
 from .transport import ConnectFailed, TransportLayer
 
-log = structlog.get_logger("voicelive_sip.sip.ua")
+log = get_logger("voicelive_sip.sip.ua")
 
 UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
 WILDCARDS = ("0.0.0.0", "::", "[::]")
@@ -245,8 +244,20 @@ class SipEndpoint:
 
     @property
     def aor(self) -> SipUri:
-        """Our address-of-record: SIP_USER, or user@our-address."""
+        """Our address-of-record: SIP_USER, or user@our-address.
+
+        A bare SIP_USER (`alice`, no `@`) is that user at SIP_SERVER's host, as the reference gateway's
+        `sip:{SIP_USER}@{SIP_SERVER}` has it (at our own address when there is no server).
+        """
         user = self.options.user
+        if user and "@" not in user and ":" not in user:
+            server = self.options.server
+            if server:
+                try:
+                    return SipUri(host=as_sip_uri(server).host, user=user)
+                except ValueError:
+                    pass  # a SIP_SERVER that does not parse fails where it is used, with its own reason
+            return SipUri(host=self.via_host, user=user, port=self.address[1])
         if user:
             uri = parse_uri(user if ":" in user.split("@")[0] else "sip:" + user)
             if isinstance(uri, SipUri):

@@ -10,8 +10,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncGenerator, Callable
 
-import structlog
-
+from .._logger import get_logger
 from ..codecs.names import Codec
 from ..errors import LocalProtocolError, SipParseError
 from ..sdes import srtp_policy
@@ -35,7 +34,7 @@ from .call import Call, CallTable
 from .endpoint import SipEndpoint
 from .incoming_call import IncomingCall
 
-log = structlog.get_logger("voicelive_sip.sip.ua")
+log = get_logger("voicelive_sip.sip.ua")
 
 
 class IncomingRequests:

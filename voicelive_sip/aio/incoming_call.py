@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
-import structlog
-
+from .._logger import get_logger
 from ..codecs.names import Codec
 from ..errors import CallFailed, LocalProtocolError
 from ..sdp import (
@@ -26,7 +25,7 @@ from ..sip.uas import ALLOW, SUPPORTED, warning_text
 from .call import Call, CallTable, new_local_media, sdp_offer
 from .endpoint import WILDCARDS, CallEndpoint
 
-log = structlog.get_logger("voicelive_sip.sip.call")
+log = get_logger("voicelive_sip.sip.call")
 
 
 class IncomingCall(Call):

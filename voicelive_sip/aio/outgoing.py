@@ -7,8 +7,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import CallFailed, LocalProtocolError
 from ..sdp import SdpError, SessionDescription, parse_answer
 from ..sip.call_state import CallState
@@ -24,7 +23,7 @@ from .call import CallTable, sdp_offer
 from .endpoint import WILDCARDS, SipEndpoint
 from .outgoing_call import OutgoingCall
 
-log = structlog.get_logger("voicelive_sip.sip.ua")
+log = get_logger("voicelive_sip.sip.ua")
 
 MAX_FORKS = 16  # extra 2xx dialogs (forks) answered with ACK + BYE per call, at most
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import CallFailed
 from ..sdp import NegotiatedMedia
 from ..sip.auth import DigestClient
@@ -16,7 +15,7 @@ from ..sip.session_timer import SessionTimer
 from .call import Call, CallTable
 from .endpoint import CallEndpoint
 
-log = structlog.get_logger("voicelive_sip.sip.call")
+log = get_logger("voicelive_sip.sip.call")
 
 
 class OutgoingCall(Call):

@@ -6,8 +6,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import RegistrationFailed
 from ..sip.auth import DigestAuthFailed, DigestClient
 from ..sip.binding import RegistrationBinding, RegistrationChanged, RegistrationState
@@ -17,7 +16,7 @@ from ..sip.transaction_events import Address
 from ..sip.uri import SipUri
 from .endpoint import SipEndpoint
 
-log = structlog.get_logger("voicelive_sip.sip.registration")
+log = get_logger("voicelive_sip.sip.registration")
 
 MAX_HISTORY = 64
 

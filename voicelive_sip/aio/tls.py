@@ -13,12 +13,11 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import LocalProtocolError
 from .options import UserAgentOptions
 
-log = structlog.get_logger("voicelive_sip.sip.tls")
+log = get_logger("voicelive_sip.sip.tls")
 
 
 class TlsSetupError(LocalProtocolError, ValueError):

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
-import structlog
-
+from .._logger import get_logger
 from ..errors import SipParseError, VoiceLiveSipError
 from ..sip.framing import StreamFramer
 from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 from ..sip.transaction_events import Address, Outgoing
 from .tls import TlsContexts, TlsSession, describe_tls_error
 
-log = structlog.get_logger("voicelive_sip.sip.transport")
+log = get_logger("voicelive_sip.sip.transport")
 
 MessageHandler = Callable[[Request | Response, Address, str], None]
 ParseErrorHandler = Callable[[SipParseError, Address, str], None]
@@ -308,6 +308,17 @@ class _RefusalLog:
         )
 
 
+class BindFailed(VoiceLiveSipError, OSError):
+    """A listening socket could not be bound: `transport` (UDP, TCP, TLS) on `address`; errno says why."""
+
+    def __init__(self, error: OSError, transport: str, address: Address) -> None:
+        # uvloop raises a plain OSError("could not bind ...") whose cause carries the errno.
+        cause = error.__cause__ if error.errno is None and isinstance(error.__cause__, OSError) else error
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.transport = transport
+        self.address = address
+
+
 class TransportLayer:
     """UDP and TCP listening on one port, TLS on another; sends `Outgoing` items, delivers parsed messages."""
 
@@ -376,30 +387,40 @@ class TransportLayer:
         on `tls_port` when there is a server certificate."""
         if self.tls is not None and self.tls.server is not None and tls_port is not None:
             server = self.tls.server
-            self.tls_server = await self.loop.create_server(
-                lambda: StreamConnection(self, "TLS", tls=TlsSession(server, server_side=True)),
-                host=host, port=tls_port, reuse_address=True,
-            )  # fmt: skip
+            try:
+                self.tls_server = await self.loop.create_server(
+                    lambda: StreamConnection(self, "TLS", tls=TlsSession(server, server_side=True)),
+                    host=host, port=tls_port, reuse_address=True,
+                )  # fmt: skip
+            except OSError as error:
+                raise BindFailed(error, "TLS", (host, tls_port)) from error
             self.tls_address = (host, self.tls_server.sockets[0].getsockname()[1])
         wanted = {t.upper() for t in transports}
-        for _ in range(20):
-            try:
-                bound = await self._bind(host, port, wanted)
-            except OSError:
-                if port != 0:
-                    raise
-                continue  # the UDP port was free but its TCP twin was not: try another
-            self.address = bound
-            self._schedule_idle_check()
-            log.info(
-                "sip.transport_started",
-                address=bound, transports=sorted(wanted), tls_address=self.tls_address,
-            )  # fmt: skip
-            return bound
-        raise OSError("no port free for both UDP and TCP")
+        try:
+            for _ in range(20):
+                try:
+                    bound = await self._bind(host, port, wanted)
+                except BindFailed:
+                    if port != 0:
+                        raise
+                    continue  # the UDP port was free but its TCP twin was not: try another
+                self.address = bound
+                self._schedule_idle_check()
+                log.info(
+                    "sip.transport_started",
+                    address=bound, transports=sorted(wanted), tls_address=self.tls_address,
+                )  # fmt: skip
+                return bound
+            raise BindFailed(OSError(errno.EADDRINUSE, "no port free for both UDP and TCP"), "UDP", (host, 0))
+        except BindFailed:
+            if self.tls_server is not None:
+                self.tls_server.close()
+                self.tls_server = None
+            raise
 
     async def _bind(self, host: str, port: int, wanted: set[str]) -> Address:
         udp: asyncio.DatagramTransport | None = None
+        transport = "UDP"
         try:
             if "UDP" in wanted:
                 udp, _ = await self.loop.create_datagram_endpoint(
@@ -408,14 +429,15 @@ class TransportLayer:
                 port = udp.get_extra_info("sockname")[1]
                 _enlarge_buffers(udp.get_extra_info("socket"))
             if "TCP" in wanted:
+                transport = "TCP"
                 self.tcp_server = await self.loop.create_server(
                     lambda: StreamConnection(self, "TCP"), host=host, port=port, reuse_address=True
                 )
                 port = self.tcp_server.sockets[0].getsockname()[1]
-        except OSError:
+        except OSError as error:
             if udp is not None:
                 udp.close()
-            raise
+            raise BindFailed(error, transport, (host, port)) from error
         self.udp = udp
         return host, port
 

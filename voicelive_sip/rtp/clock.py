@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-import structlog
+from .._logger import get_logger
 
 __all__ = ["ClockStatistics", "ClockedSource", "MediaClock", "TickSchedule"]
 
@@ -86,7 +86,7 @@ class MediaClock:
         self._next_deadline = math.inf  # when poll() has work: the next slot's deadline while running
         self.slot_deadline = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._log = structlog.get_logger()
+        self._log = get_logger("voicelive_sip.media.clock")
 
     @property
     def stats(self) -> ClockStatistics:

@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, Protocol, cast
 
-import structlog
-
 from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
 from voicelive_sip.codecs.plc import Concealer, ConcealmentMode
@@ -51,6 +49,8 @@ from voicelive_sip.rtp.packet import (
 from voicelive_sip.rtp.srtp import SrtpContext, SrtpDropped, SrtpSendError
 from voicelive_sip.rtp.stats import ReceptionStatistics
 from voicelive_sip.sdes import SrtpKeys
+
+from .._logger import get_logger
 
 __all__ = [
     "Direction",
@@ -254,7 +254,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.ssrc = random.SystemRandom().getrandbits(32)
         self.cname = options.cname or f"{os.urandom(6).hex()}@voicelive-sip"
         self._rng = random.Random(os.urandom(16))
-        self._log = structlog.get_logger().bind(rtp_port=port)
+        self._log = get_logger("voicelive_sip.rtp").bind(rtp_port=port)
         self._loop = asyncio.get_running_loop()
         self._transport: _UdpTransport | None = None
         self._rtcp_transport: _UdpTransport | None = None

@@ -14,7 +14,6 @@ import contextlib
 import io
 import itertools
 import json
-import math
 import shutil
 import signal
 import wave
@@ -27,9 +26,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import soxr
-import structlog
 from aiohttp import WSMsgType, web
 
+from voicelive_sip._logger import get_logger
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import VoiceLiveSettings
 
@@ -179,7 +178,7 @@ class FakeVoiceLive:
         self._waiting = 0
         self._stopping = asyncio.Event()
         self._render_cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
-        self._log = structlog.get_logger().bind(component="fake_voicelive")
+        self._log = get_logger("voicelive_sip.testing.fake_voicelive").bind(component="fake_voicelive")
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -806,7 +805,8 @@ class _ServerConnection:
         chunk = max(1, self.fake.chunk_ms) * bytes_per_ms
         chunks = [audio[i : i + chunk] for i in range(0, len(audio), chunk)]
         words = _words(reply.text)
-        per_chunk = max(1, math.ceil(len(words) / max(1, len(chunks))))
+        # Words spread evenly over the audio, as a voice speaks them: N% of the audio carries N% of the words.
+        bounds = [len(words) * n // max(1, len(chunks)) for n in range(len(chunks) + 1)]
         loop = asyncio.get_running_loop()
         start = loop.time()
         stall = self.fake.faults.stall_after_chunks
@@ -819,7 +819,7 @@ class _ServerConnection:
             )
             response.audio_ms += len(data) / bytes_per_ms
             self.item_audio_ms[item_id] = response.audio_ms
-            text = "".join(words[n * per_chunk : (n + 1) * per_chunk])
+            text = "".join(words[bounds[n] : bounds[n + 1]])
             if text:
                 await self.send({"type": "response.audio_transcript.delta", **at, "delta": text})
             if stall is not None and n + 1 >= stall:

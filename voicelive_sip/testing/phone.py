@@ -24,8 +24,8 @@ from typing import Any, Final, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 import soxr
-import structlog
 
+from voicelive_sip._logger import get_logger
 from voicelive_sip.aio import (
     Call,
     CallEnded,
@@ -57,7 +57,7 @@ __all__ = [
     "render_sentence",
 ]
 
-log = structlog.get_logger("voicelive_sip.testing.phone")
+log = get_logger("voicelive_sip.testing.phone")
 
 Pcm = npt.NDArray[np.int16]
 

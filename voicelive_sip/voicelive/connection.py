@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, Literal
 
 import aiohttp
-import structlog
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
 from azure.core.credentials import AzureKeyCredential
 from azure.core.credentials_async import AsyncTokenCredential
@@ -42,6 +41,8 @@ from voicelive_sip.voicelive.events import (
 )
 from voicelive_sip.voicelive.protocol import VoiceLiveProtocol, append_event
 from voicelive_sip.voicelive.session_config import build_session, greeting_response
+
+from .._logger import get_logger
 
 __all__ = ["Credential", "VoiceLiveSession"]
 
@@ -78,7 +79,7 @@ class VoiceLiveSession:
         self.session_config: dict[str, Any] = build_session(settings, self.wire, tools)
         self._credential = credential
         self._owned_credential: AsyncTokenCredential | None = None
-        self._log = structlog.get_logger().bind(call_id=call_id, endpoint=settings.endpoint)
+        self._log = get_logger("voicelive_sip.voicelive").bind(call_id=call_id, endpoint=settings.endpoint)
         self.protocol = VoiceLiveProtocol(
             self.wire,
             self.codec,

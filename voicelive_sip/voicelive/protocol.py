@@ -13,8 +13,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import structlog
-
 from voicelive_sip.codecs.names import Codec
 from voicelive_sip.voicelive.audio import AudioConverter, WireFormat
 from voicelive_sip.voicelive.events import (
@@ -32,6 +30,8 @@ from voicelive_sip.voicelive.events import (
     SpeechStopped,
     Usage,
 )
+
+from .._logger import get_logger
 
 __all__ = ["AudioBacklog", "ClientEvent", "VoiceLiveProtocol", "append_event"]
 
@@ -116,7 +116,7 @@ class VoiceLiveProtocol:
         self.wire = wire
         self.codec = codec
         self._down = output
-        self._log = log if log is not None else structlog.get_logger("voicelive_sip.voicelive")
+        self._log = log if log is not None else get_logger("voicelive_sip.voicelive")
         self.outage = AudioBacklog(outage_ms * wire.bytes_per_ms)
         self._replay = AudioBacklog(replay_ms * wire.bytes_per_ms)
         self.conn_sent = 0  # bytes appended on the current connection: its input timeline

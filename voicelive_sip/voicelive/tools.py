@@ -22,13 +22,14 @@ from typing import Any, Final, Generic, Literal, ParamSpec, TypeVar, overload
 
 import pydantic
 import pydantic_core
-import structlog
 
 from voicelive_sip.errors import VoiceLiveSipError
 
+from .._logger import get_logger
+
 __all__ = ["CallInfo", "Tool", "ToolRunner", "tool"]
 
-log = structlog.get_logger("voicelive_sip.voicelive.tools")
+log = get_logger("voicelive_sip.voicelive.tools")
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,0 +1,58 @@
+"""What a bridged call reports as it happens: small frozen events, awaited with `CallSession.wait_for`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = ["BargedIn", "SessionEvent", "SessionFinished", "ToolCalled", "TranscriptLine"]
+
+
+class TranscriptLine(NamedTuple):
+    """One turn of the transcript: seconds after the answer, who spoke, what was said (or heard).
+
+    `role` is "agent", or the remote party: "caller" on an inbound call, "callee" on an outbound one. An agent
+    turn the remote party talked over is kept with the text as far as it was heard, `interrupted=True`.
+    """
+
+    at: float
+    role: str
+    text: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalled:
+    """A tool the model called, and what it got back (`CallSummary.tool_calls` keeps them all).
+
+    `arguments`: the model's arguments (parsed JSON; the raw string if they did not parse); `result`: the
+    output the model received (parsed JSON); `error`: the failure kind (`unknown_tool`, `invalid_arguments`,
+    `timeout`, `tool_error`), None when the tool returned.
+    """
+
+    name: str
+    arguments: Any
+    result: Any
+    at: float  # seconds after the answer the call arrived
+    duration_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BargedIn:
+    """The remote party interrupted the agent: `cause` speech or dtmf, `heard_ms` of that reply played."""
+
+    cause: str
+    heard_ms: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFinished:
+    """The call is over and its summary complete (`await session.wait_ended()` returns that summary)."""
+
+    end_reason: str
+    ended_by: str
+
+
+SessionEvent = TranscriptLine | ToolCalled | BargedIn | SessionFinished
