@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KAMAILIO_CFG = DEPLOY / "kamailio" / "kamailio.cfg"
 SYSTEMD = DEPLOY / "systemd"
-RUN_GATEWAY = Path(__file__).parent / "run_gateway.py"
 
 # Settings of the kit's env files that name this machine's addresses and ports: a test on loopback replaces
 # them and keeps every other line as the kit has it.
@@ -225,7 +224,13 @@ class Gateways:
 
     def start_with(self, name: str, env: Mapping[str, str], *, fake: bool = True) -> GatewayProcess:
         """`voicelive-sip serve` with exactly these settings (and --fake-voicelive unless `fake` is False)."""
-        command = [sys.executable, str(RUN_GATEWAY), "serve", *(["--fake-voicelive"] if fake else [])]
+        command = [
+            sys.executable,
+            "-m",
+            "voicelive_sip.cli",
+            "serve",
+            *(["--fake-voicelive"] if fake else []),
+        ]
         process = self.processes.start(name, command, env=child_environment(env))
         gateway = GatewayProcess(name, process, int(env["SIP_PORT"]), int(env["METRICS_PORT"]))
         self.started.append(gateway)

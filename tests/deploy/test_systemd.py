@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from tests.deploy.conftest import (
     LOCAL_KEYS,
@@ -25,7 +24,6 @@ from tests.deploy.conftest import (
     child_environment,
     read_env_file,
 )
-from voicelive_sip.config import SipSettings
 
 UNIT = SYSTEMD / "voicelive-sip@.service"
 INSTANCE = "0"
@@ -51,19 +49,6 @@ def unit_entries(text: str, instance: str) -> list[tuple[str, str, str]]:
 
 def values(entries: list[tuple[str, str, str]], key: str) -> list[str]:
     return [value for section, name, value in entries if section == "Service" and name == key]
-
-
-def busy_status_parses_from_the_environment() -> bool:
-    environ = dict(os.environ)
-    try:
-        os.environ["SIP_BUSY_STATUS"] = "503"
-        SipSettings()
-    except ValidationError:
-        return False
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-    return True
 
 
 async def test_instance_0_runs_as_the_unit_says_and_answers_options(
@@ -92,9 +77,6 @@ async def test_instance_0_runs_as_the_unit_says_and_answers_options(
     local = gateways.settings()
     settings.update({key: local[key] for key in LOCAL_KEYS})
     settings["LOG_FORMAT"] = "json"
-
-    if settings.get("SIP_BUSY_STATUS") and not busy_status_parses_from_the_environment():
-        pytest.xfail("SIP_BUSY_STATUS=503 from the environment is refused until the settings parse it")
 
     (affinity,) = values(entries, "CPUAffinity")
     cpu = int(affinity)
