@@ -8,7 +8,6 @@ Requests we send go through here too (DNS, Via, the RFC 3261 §18.1.1 size rule,
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,28 +37,15 @@ from ..sip.transaction_events import (
 )
 from ..sip.uac import ack_for_2xx
 from ..sip.uas import stateless_refusal, to_tag
-from ..sip.uri import SipUri, Uri, parse_uri
+from ..sip.uri import SipUri, Uri
 from .options import UserAgentOptions
-from .resolve import Resolver, as_sip_uri, target_uri
+from .resolve import WILDCARDS, LocalAddresses, Resolver, address_of_record, as_sip_uri, target_uri
 from .tls import tls_contexts
 from .transport import ConnectFailed, TransportLayer
 
 log = get_logger("voicelive_sip.sip.ua")
 
 UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
-WILDCARDS = ("0.0.0.0", "::", "[::]")
-MAX_ROUTES = 4096
-
-
-def _source_address_towards(peer: str) -> str | None:
-    """The local address the kernel would send from to reach `peer` (None when there is no route)."""
-    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((peer, 9))  # UDP connect: a route lookup, no packet
-            return str(probe.getsockname()[0])
-    except OSError:
-        return None
 
 
 class TransactionUser(Protocol):
@@ -154,7 +140,7 @@ class SipEndpoint:
         self._pending: dict[str, _Pending] = {}
         self._send_failures: dict[str, str] = {}  # transaction -> why its connection failed (for the 503)
         self.resolver = Resolver(options.server)
-        self._routes: dict[str, str] = {}  # peer host -> our address on the interface towards it
+        self._routes = LocalAddresses()
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -220,22 +206,13 @@ class SipEndpoint:
         return self.advertised_host(None)
 
     def local_address_for(self, peer: str | None) -> str:
-        """The address peers should reach us at: SIP_VIA_ADDR, else the bound address; bound to a wildcard,
-        the local address of the interface that routes to `peer` (the kernel's choice for a UDP socket
-        connected there: nothing is sent), so a PBX on another host never gets 127.0.0.1."""
+        """Where `peer` should reach us: SIP_VIA_ADDR, else the bound address, else (a wildcard bind) our
+        address on the interface that routes to `peer` (`LocalAddresses`): not 127.0.0.1 for a remote PBX."""
         host = self.options.via_address or self.address[0]
-        if host not in WILDCARDS:
-            return host.strip("[]")
-        if peer is None:
-            return "127.0.0.1" if host == "0.0.0.0" else "::1"
-        peer = peer.strip("[]")
-        found = self._routes.get(peer)
-        if found is None:
-            found = _source_address_towards(peer) or ("127.0.0.1" if host == "0.0.0.0" else "::1")
-            if len(self._routes) >= MAX_ROUTES:
-                self._routes.clear()
-            self._routes[peer] = found
-        return found
+        loopback = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        if host not in WILDCARDS or peer is None:
+            return host.strip("[]") if host not in WILDCARDS else loopback
+        return self._routes.towards(peer.strip("[]"), loopback)
 
     def advertised_host(self, peer: str | None = None) -> str:
         """`local_address_for(peer)` as a SIP host (an IPv6 address in brackets)."""
@@ -244,25 +221,9 @@ class SipEndpoint:
 
     @property
     def aor(self) -> SipUri:
-        """Our address-of-record: SIP_USER, or user@our-address.
-
-        A bare SIP_USER (`alice`, no `@`) is that user at SIP_SERVER's host, as the reference gateway's
-        `sip:{SIP_USER}@{SIP_SERVER}` has it (at our own address when there is no server).
-        """
-        user = self.options.user
-        if user and "@" not in user and ":" not in user:
-            server = self.options.server
-            if server:
-                try:
-                    return SipUri(host=as_sip_uri(server).host, user=user)
-                except ValueError:
-                    pass  # a SIP_SERVER that does not parse fails where it is used, with its own reason
-            return SipUri(host=self.via_host, user=user, port=self.address[1])
-        if user:
-            uri = parse_uri(user if ":" in user.split("@")[0] else "sip:" + user)
-            if isinstance(uri, SipUri):
-                return uri
-        return SipUri(host=self.via_host, user="voicelive", port=self.address[1])
+        """Our address-of-record: SIP_USER (`address_of_record`), or user@our-address."""
+        ours = lambda: SipUri(self.via_host, port=self.address[1])  # noqa: E731 (only once started)
+        return address_of_record(self.options.user, self.options.server, ours)
 
     def contact(
         self, transport: str = "UDP", *, secure: bool = False, peer: str | None = None

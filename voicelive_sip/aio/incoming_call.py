@@ -23,7 +23,8 @@ from ..sip.session_timer import SessionTimer
 from ..sip.transaction_events import Address, RequestReceived
 from ..sip.uas import ALLOW, SUPPORTED, warning_text
 from .call import Call, CallTable, new_local_media, sdp_offer
-from .endpoint import WILDCARDS, CallEndpoint
+from .endpoint import CallEndpoint
+from .resolve import WILDCARDS
 
 log = get_logger("voicelive_sip.sip.call")
 

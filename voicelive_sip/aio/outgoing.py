@@ -20,8 +20,9 @@ from ..sip.uac import cancel_for, new_request
 from ..sip.uas import ALLOW, SUPPORTED, allow_of
 from ..sip.uri import Uri
 from .call import CallTable, sdp_offer
-from .endpoint import WILDCARDS, SipEndpoint
+from .endpoint import SipEndpoint
 from .outgoing_call import OutgoingCall
+from .resolve import WILDCARDS
 
 log = get_logger("voicelive_sip.sip.ua")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import CallFailed, LocalProtocolError
 from ..sip.transaction_events import Address
@@ -17,6 +17,8 @@ from ..sip.uri import SipUri, TelUri, Uri, parse_uri
 
 MAX_DNS_CACHE = 1000
 DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061}
+WILDCARDS = ("0.0.0.0", "::", "[::]")
+MAX_ROUTES = 4096
 
 
 def target_uri(target: str, server: str | None) -> Uri:
@@ -36,6 +38,24 @@ def as_sip_uri(text: str) -> SipUri:
     if not isinstance(uri, SipUri):
         raise ValueError(f"not a SIP URI: {text!r}")
     return uri
+
+
+def address_of_record(user: str | None, server: str | None, ours: Callable[[], SipUri]) -> SipUri:
+    """Our address-of-record from SIP_USER: a URI as given; a bare user (`alice`, no `@`) at SIP_SERVER's
+    host, as the reference gateway's `sip:{SIP_USER}@{SIP_SERVER}` has it; else a user at `ours()`."""
+    if user and "@" not in user and ":" not in user:
+        if server:
+            try:
+                return SipUri(host=as_sip_uri(server).host, user=user)
+            except ValueError:
+                pass  # a SIP_SERVER that does not parse fails where it is used, with its own reason
+        return SipUri(host=ours().host, user=user, port=ours().port)
+    if user:
+        uri = parse_uri(user if ":" in user.split("@")[0] else "sip:" + user)
+        if isinstance(uri, SipUri):
+            return uri
+    here = ours()
+    return SipUri(host=here.host, user="voicelive", port=here.port)
 
 
 class Resolver:
@@ -86,4 +106,41 @@ class Resolver:
         return address
 
 
-__all__ = ["DEFAULT_PORTS", "Resolver", "as_sip_uri", "target_uri"]
+class LocalAddresses:
+    """Our address on the interface that routes to each peer, as the kernel would choose it (a UDP socket
+    connected there: a route lookup, no packet sent); cached per peer, the cache bounded."""
+
+    def __init__(self, max_entries: int = MAX_ROUTES) -> None:
+        self.max_entries = max_entries
+        self._routes: dict[str, str] = {}
+
+    def towards(self, peer: str, fallback: str) -> str:
+        found = self._routes.get(peer)
+        if found is None:
+            found = _source_address_towards(peer) or fallback
+            if len(self._routes) >= self.max_entries:
+                self._routes.clear()
+            self._routes[peer] = found
+        return found
+
+
+def _source_address_towards(peer: str) -> str | None:
+    """The local address the kernel would send from to reach `peer` (None when there is no route)."""
+    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((peer, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
+
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "WILDCARDS",
+    "LocalAddresses",
+    "Resolver",
+    "address_of_record",
+    "as_sip_uri",
+    "target_uri",
+]
