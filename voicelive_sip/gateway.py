@@ -163,13 +163,15 @@ class Gateway:
 
     def route(self, call: IncomingCall) -> ResolvedProfile | None:
         """The profile an incoming call gets (None: the gateway's own settings and tools)."""
+        return self._route(call)[0]
+
+    def _route(self, call: IncomingCall) -> tuple[ResolvedProfile | None, str]:
         profiles = self.profiles
         if profiles is None:
-            return None
+            return None, "no profiles"
         name, rule = profiles.route(CallFacts.of(call, profiles.header_names))
         chosen = self.resolved_profiles.get(name) if name is not None else None
-        log.info("gateway.call_routed", profile=name, rule=rule.describe() if rule is not None else "default")
-        return chosen
+        return chosen, rule.describe() if rule is not None else "default"
 
     async def serve(self) -> None:
         """Run until `stop()` (or a signal handler calling `drain()`) finishes."""
@@ -340,7 +342,9 @@ class Gateway:
     async def _incoming_call(self, call: IncomingCall) -> None:
         try:
             # The profile first (its settings and only its tools); configure() may still adjust Voice Live.
-            routed = self.route(call)
+            routed, rule = self._route(call)
+            if self.profiles is not None:
+                log.info("gateway.call_routed", profile=routed.name if routed else None, rule=rule)
             settings = None
             if self.configure is not None:
                 chosen = self.configure(call)
