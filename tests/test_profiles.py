@@ -74,6 +74,13 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def load_profiles_text(text: str) -> Profiles:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return load_profiles(_write(Path(folder), text))
+
+
 def _facts(**values: object) -> CallFacts:
     base: dict[str, object] = {"called": "agent", "uri_user": "agent", "caller": "bob", "source": "127.0.0.1"}
     return CallFacts(**{**base, **values})  # type: ignore[arg-type]
@@ -197,3 +204,23 @@ def test_tools_by_import_path_and_python_profiles() -> None:
     assert [t.name for t in resolved["b"].tools] == ["open_ticket"]
     with pytest.raises(ProfileError, match="unknown profile 'c'"):
         Profiles([AgentProfile("a")], [Route("c", called="1")])
+
+
+def test_the_facts_of_a_real_invite() -> None:
+    from types import SimpleNamespace
+
+    from voicelive_sip.sip import parse_message
+
+    invite = (
+        b"INVITE sip:help@gw.example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.1.2.3:5060;branch=z9hG4bK1\r\n"
+        b"From: <sip:alice@pbx.example.com>;tag=1\r\n"
+        b"To: <tel:+15550100>\r\n"
+        b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+        b"X-Agent: Support\r\nContent-Length: 0\r\n\r\n"
+    )
+    call = SimpleNamespace(request=parse_message(invite), source=("10.1.2.3", 5060))
+    facts = CallFacts.of(call, ["x-agent"])  # type: ignore[arg-type]
+    assert facts == CallFacts("+15550100", "help", "alice", "10.1.2.3", {"x-agent": ("Support",)})
+    profiles = load_profiles_text(GOOD)
+    assert profiles.route(facts)[0] == "sales"  # the called number rule comes first
