@@ -197,6 +197,10 @@ class CallSummary:
     tool_calls: list[ToolCalled] = field(default_factory=list)  # every tool the model called, in order
     recording: Path | None = None
     recording_failed: str | None = None  # why the call went (partly) unrecorded: a local fault
+    profile: str | None = None  # the agent profile the call was routed to (None: the gateway's settings)
+    agent: str | None = None  # the Foundry agent the session ran on (None: a model)
+    # The Foundry conversation, when the service named one: VOICE_LIVE_AGENT_CONVERSATION_ID resumes it.
+    conversation_id: str | None = None
 
 
 class CallSession:
@@ -811,6 +815,8 @@ class CallSession:
             s.srtp_suite = stats.srtp_suite
             s.srtp_dropped = stats.srtp_dropped
         s.voicelive_reconnects = self.voicelive.reconnects
+        s.agent = self.voicelive.settings.agent_name or None
+        s.conversation_id = self.voicelive.conversation_id
         if self.call.ended and not s.end_reason:
             ended = await self.call.wait_ended()
             s.end_reason, s.ended_by = ended.reason, ended.by
@@ -846,6 +852,9 @@ class CallSession:
             total_tokens=s.total_tokens,
             voicelive_reconnects=s.voicelive_reconnects,
             tool_calls=len(s.tool_calls),
+            profile=s.profile,
+            agent=s.agent,
+            conversation_id=s.conversation_id,
         )
         self._publish(SessionFinished(s.end_reason, s.ended_by))
         self._ended.set()

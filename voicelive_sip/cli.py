@@ -35,9 +35,12 @@ examples:
   AZURE_VOICELIVE_API_KEY=... voicelive-sip serve
   voicelive-sip call sip:+15550100@pbx.example.com
   voicelive-sip check                         validate settings, try Voice Live and registration
+  GATEWAY_PROFILES_FILE=profiles.toml voicelive-sip check --app myagent:tools
+                                              also validate the agent profiles, print the routing table
 
 Settings come from the environment, a .env file in the working directory, or --env-file; see the
 configuration reference in docs/. Exit status: 0 done, 1 a check or call failed, 2 settings to fix.
+SIGHUP makes `serve` read GATEWAY_PROFILES_FILE again (a file that does not load keeps the old profiles).
 """
 
 
@@ -90,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="voicelive-sip-demo", help="folder for the recording and timeline")
     check = commands.add_parser(
         "check",
-        parents=[logging],
+        parents=[logging, app],
         help="validate settings, try the Voice Live handshake, every port it would bind, and registration",
     )
     check.add_argument(
@@ -116,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.logging.level = args.log_level
         if args.command == "check":
             settings.logging.configure()
-            return _run(_check(settings, fake))
+            return _run(_check(settings, fake, app=args.app))
         if not fake and not getattr(args, "app", None):
             problems = voicelive_problems(settings.voicelive)
             if problems:
@@ -215,7 +218,13 @@ async def _gateway(settings: Settings, app: str | None, fake: FakeVoiceLive | No
     gateway = _load_app(app, settings) if app else Gateway(settings)
     if fake is not None and gateway.settings is not settings:
         gateway.settings.voicelive = settings.voicelive  # the application's own settings, pointed at the fake
+    if fake is not None and gateway.credential is None and _agents_possible(gateway.settings):
+        gateway.credential = fake.token_credential()  # Foundry agent sessions take Entra ID tokens only
     return gateway
+
+
+def _agents_possible(settings: Settings) -> bool:
+    return settings.voicelive.is_agent or bool(settings.gateway.profiles_file)
 
 
 async def _metrics_server(gateway: Gateway) -> Any:
@@ -280,6 +289,16 @@ async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
+
+    def on_hangup() -> None:
+        if not settings.gateway.profiles_file:
+            _status("voicelive-sip: SIGHUP: no GATEWAY_PROFILES_FILE to read again")
+        elif gateway.reload_profiles():
+            _status(f"voicelive-sip: profiles read again from {settings.gateway.profiles_file}")
+        else:
+            _status("voicelive-sip: the profiles file did not load; the profiles in use stay (see the log)")
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     host, port = gateway.ua.address
     transports = "+".join(t.lower() for t in settings.sip.transports)
     _status(
@@ -356,7 +375,7 @@ def _say(text: str) -> None:
     print(text, flush=True)  # the checklist is the command's output: stdout, apart from any log lines
 
 
-async def _check(settings: Settings, fake: bool) -> int:
+async def _check(settings: Settings, fake: bool, *, app: str | None = None) -> int:
     from .aio import RegistrationFailed, UserAgent, advertised_address_problems
     from .aio.transport import BindFailed
     from .gateway import _bind_problem, _recording_dir_problems
@@ -364,12 +383,15 @@ async def _check(settings: Settings, fake: bool) -> int:
     _say("✓ configuration is valid")
     running_fake = await _with_fake(settings, say=False) if fake else None
     try:
-        problems = voicelive_problems(settings.voicelive)
+        credential = running_fake.token_credential() if running_fake is not None else None
+        if not _check_profiles(settings, app, credential):
+            return 2
+        problems = voicelive_problems(settings.voicelive, credential=credential)
         if problems:
             for problem in problems:
                 _say(f"✗ {problem}")
             return 2
-        ok = await _check_voicelive(settings)
+        ok = await _check_voicelive(settings, credential)
     finally:
         if running_fake is not None:
             await running_fake.stop()
@@ -406,12 +428,56 @@ async def _check(settings: Settings, fake: bool) -> int:
     return 0 if ok else 1
 
 
-async def _check_voicelive(settings: Settings) -> bool:
+def _check_profiles(settings: Settings, app: str | None, credential: Any) -> bool:
+    """Validate GATEWAY_PROFILES_FILE (tools against --app's) and print the routing table."""
+    from .config import agent_problems
+    from .profiles import ProfileError, load_profiles
+
+    path = settings.gateway.profiles_file
+    if not path:
+        return True
+    tools = {t.name: t for t in _load_app(app, settings).tools} if app else None
+    try:
+        profiles = load_profiles(path)
+        resolved = profiles.resolve(settings, tools)
+        problems = [
+            problem
+            for name, chosen in resolved.items()
+            for problem in agent_problems(
+                chosen.settings.voicelive, credential=credential, where=f"profile {name!r}: "
+            )
+        ]
+        if problems:
+            raise ProfileError(problems)
+    except ProfileError as error:
+        for problem in error.problems:
+            _say(f"✗ GATEWAY_PROFILES_FILE: {problem}")
+        return False
+    _say(f"✓ profiles file {path}: {len(resolved)} profiles")
+    for name, chosen in resolved.items():
+        v = chosen.settings.voicelive
+        runs_on = f"agent {v.agent_name} ({v.agent_project})" if v.is_agent else f"model {v.model}"
+        names = ", ".join(t.name for t in chosen.tools) or "none"
+        unchecked = [t for t in chosen.profile.tools if isinstance(t, str) and ":" not in t and tools is None]
+        if unchecked:
+            names = ", ".join([*(t.name for t in chosen.tools), *unchecked])
+        _say(f"    {name}: {runs_on}, voice {v.voice}, tools {names}")
+    _say("  routing (first match wins):")
+    for line in profiles.table():
+        _say(f"    {line}")
+    if tools is None and any(
+        isinstance(t, str) and ":" not in t for p in profiles.profiles.values() for t in p.tools
+    ):
+        _say("⚠ tools named without module:attribute are checked with --app (your @tool functions)")
+    return True
+
+
+async def _check_voicelive(settings: Settings, credential: Any = None) -> bool:
     from .voicelive import VoiceLiveError, VoiceLiveSession
 
     _say(f"… Voice Live handshake with {settings.voicelive.endpoint_display}")
     try:
-        async with VoiceLiveSession(settings.voicelive):
+        async with VoiceLiveSession(settings.voicelive, credential=credential):
             pass
     except VoiceLiveError as error:
         _say(f"✗ Voice Live: {error}")

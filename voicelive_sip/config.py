@@ -67,6 +67,20 @@ class VoiceLiveSettings(SettingsGroup):
         default="https://ai.azure.com/.default", description="Token scope for Entra ID authentication."
     )
     model: str = Field(default="gpt-4o", description="Model (deployment) the session runs on.")
+    agent_name: str | None = Field(
+        default=None,
+        description="Microsoft Foundry agent to run the session on instead of the model (needs "
+        "VOICE_LIVE_AGENT_PROJECT and Microsoft Entra ID); its instructions and tools are the agent's.",
+    )
+    agent_project: str | None = Field(default=None, description="Foundry project of VOICE_LIVE_AGENT_NAME.")
+    agent_version: str | None = Field(
+        default=None, description="Version of the Foundry agent (unset: the service's current version)."
+    )
+    agent_conversation_id: str | None = Field(
+        default=None,
+        description="Foundry conversation to continue (usually per call, from an earlier call's summary "
+        "conversation_id).",
+    )
     connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds allowed for the WebSocket handshake."
     )
@@ -203,6 +217,11 @@ class VoiceLiveSettings(SettingsGroup):
             if not parts.hostname:
                 raise ValueError("names no host, e.g. https://<resource>.cognitiveservices.azure.com")
         return value
+
+    @property
+    def is_agent(self) -> bool:
+        """Whether sessions run on a Foundry agent (VOICE_LIVE_AGENT_NAME) rather than a model."""
+        return bool(self.agent_name)
 
     @property
     def endpoint_display(self) -> str:
@@ -674,6 +693,10 @@ class GatewaySettings(SettingsGroup):
     drain_timeout: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long calls in progress may continue (s)."
     )
+    profiles_file: str | None = Field(
+        default=None,
+        description="Agent profiles and call routing (TOML): read at start-up and again on SIGHUP.",
+    )
 
     _split_lists = field_validator("transfer_allowed", "outbound_allowed", mode="before")(_csv)
 
@@ -758,11 +781,47 @@ def voicelive_problems(settings: VoiceLiveSettings, *, credential: object = None
             "AZURE_VOICELIVE_ENDPOINT: not set (e.g. https://<resource>.cognitiveservices.azure.com); "
             "or try without Azure: voicelive-sip serve --fake-voicelive"
         )
-    entra = any(os.environ.get(name) for name in _ENTRA_VARIABLES) or (Path.home() / ".azure").is_dir()
-    if settings.api_key is None and credential is None and not entra:
+    entra = entra_available()
+    if settings.is_agent:
+        problems += agent_problems(settings, credential=credential, entra=entra)
+    elif settings.api_key is None and credential is None and not entra:
         problems.append(
             "AZURE_VOICELIVE_API_KEY: not set, and no Microsoft Entra ID found (AZURE_CLIENT_ID/"
             "AZURE_TENANT_ID, a managed identity, or `az login`); set one, or use --fake-voicelive"
+        )
+    return problems
+
+
+def entra_available() -> bool:
+    """Whether DefaultAzureCredential has somewhere to find a Microsoft Entra ID identity."""
+    return any(os.environ.get(name) for name in _ENTRA_VARIABLES) or (Path.home() / ".azure").is_dir()
+
+
+def agent_problems(
+    settings: VoiceLiveSettings, *, credential: object = None, entra: bool | None = None, where: str = ""
+) -> list[str]:
+    """Why a Foundry agent session could not open: no project, or no Entra ID (the service refuses keys).
+
+    `where` prefixes each problem (a profile's name); `credential`: one the application passes.
+    """
+    if not settings.is_agent:
+        return []
+    problems = []
+    if not settings.agent_project:
+        problems.append(
+            f"{where}VOICE_LIVE_AGENT_PROJECT: required with VOICE_LIVE_AGENT_NAME (the agent's project)"
+        )
+    entra = entra_available() if entra is None else entra
+    token = credential is not None and callable(getattr(credential, "get_token", None))
+    if not token and not (credential is None and entra):
+        problems.append(
+            f"{where}VOICE_LIVE_AGENT_NAME: a Foundry agent session needs Microsoft Entra ID, and "
+            + (
+                "the credential given is not a token credential"
+                if credential is not None
+                else "none was found (AZURE_CLIENT_ID/AZURE_TENANT_ID, a managed identity, or `az login`)"
+            )
+            + (": AZURE_VOICELIVE_API_KEY is not accepted for agents" if settings.api_key is not None else "")
         )
     return problems
 

@@ -15,10 +15,11 @@ from .aio import CallFailed, IncomingCall, Registration, RegistrationState, User
 from .aio.endpoint import target_uri
 from .aio.transport import BindFailed
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
-from .config import Settings, SipSettings, StartupError, VoiceLiveSettings, voicelive_problems
+from .config import Settings, SipSettings, StartupError, VoiceLiveSettings, agent_problems, voicelive_problems
 from .errors import LocalProtocolError, SipParseError, VoiceLiveError
 from .logs import bind_call_context, get_logger
 from .metrics import GatewayMetrics
+from .profiles import CallFacts, ProfileError, Profiles, ResolvedProfile, load_profiles
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSessionStats
 from .targets import TargetPattern, allowed
@@ -38,7 +39,8 @@ SummaryHook = Callable[[CallSummary], Awaitable[None] | None]
 class Gateway:
     """Answer calls and bridge each to Voice Live: `await Gateway(Settings(), tools=[...]).serve()`.
 
-    `configure(call)` may return per-call Voice Live settings (instructions, voice by dialled number...);
+    `profiles` (or the file GATEWAY_PROFILES_FILE) route each call to an agent profile with its own tools;
+    `configure(call)` may then return per-call Voice Live settings (instructions, voice by dialled number...);
     `on_session`, `on_summary`, `on_dtmf`, `on_recording` let the application watch calls.
     """
 
@@ -53,8 +55,11 @@ class Gateway:
         on_summary: SummaryHook | None = None,
         on_dtmf: DtmfHandler | None = None,
         on_recording: RecordingHook | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.profiles = profiles
+        self.resolved_profiles: dict[str, ResolvedProfile] = {}
         self.tools = list(tools)
         self.credential = credential
         self.configure = configure
@@ -100,6 +105,11 @@ class Gateway:
         """
         problems = voicelive_problems(self.settings.voicelive, credential=self.credential)
         problems += _recording_dir_problems(self.settings.gateway.recording_dir)
+        try:
+            self._use_profiles(self._read_profiles())
+        except ProfileError as error:
+            setting = "GATEWAY_PROFILES_FILE: " if self.settings.gateway.profiles_file else "profiles: "
+            problems += [setting + problem for problem in error.problems]
         if problems:
             raise StartupError(problems)
         try:
@@ -113,6 +123,55 @@ class Gateway:
         self.started = True
         self._stopped.clear()
         log.info("gateway.started", max_calls=self.settings.sip.max_calls)
+
+    def _read_profiles(self) -> Profiles | None:
+        """The profiles given, or those of GATEWAY_PROFILES_FILE (read now), or None."""
+        path = self.settings.gateway.profiles_file
+        if path and (self.profiles is None or self.profiles.source is not None):
+            return load_profiles(path)
+        return self.profiles
+
+    def _use_profiles(self, profiles: Profiles | None) -> None:
+        """Check `profiles` against the gateway (its tools, credentials), then route calls by them."""
+        if profiles is None:
+            self.profiles, self.resolved_profiles = None, {}
+            return
+        resolved = profiles.resolve(self.settings, {t.name: t for t in self.tools})
+        problems = []
+        for name, chosen in resolved.items():
+            where = f"profile {name!r}: "
+            problems += agent_problems(chosen.settings.voicelive, credential=self.credential, where=where)
+        if problems:
+            raise ProfileError(problems)
+        self.profiles, self.resolved_profiles = profiles, resolved
+
+    def reload_profiles(self) -> bool:
+        """Read GATEWAY_PROFILES_FILE again (SIGHUP); a file that does not load keeps the profiles in use."""
+        path = self.settings.gateway.profiles_file
+        try:
+            self._use_profiles(self._read_profiles())
+        except ProfileError as error:
+            log.error(
+                "gateway.profiles_reload_failed", file=path, problems=error.problems, kept=self._names()
+            )
+            return False
+        log.info("gateway.profiles_reloaded", file=path, profiles=self._names())
+        return True
+
+    def _names(self) -> list[str]:
+        return sorted(self.resolved_profiles)
+
+    def route(self, call: IncomingCall) -> ResolvedProfile | None:
+        """The profile an incoming call gets (None: the gateway's own settings and tools)."""
+        return self._route(call)[0]
+
+    def _route(self, call: IncomingCall) -> tuple[ResolvedProfile | None, str]:
+        profiles = self.profiles
+        if profiles is None:
+            return None, "no profiles"
+        name, rule = profiles.route(CallFacts.of(call, profiles.header_names))
+        chosen = self.resolved_profiles.get(name) if name is not None else None
+        return chosen, rule.describe() if rule is not None else "default"
 
     async def serve(self) -> None:
         """Run until `stop()` (or a signal handler calling `drain()`) finishes."""
@@ -226,11 +285,15 @@ class Gateway:
         self._stopped.set()
         log.info("gateway.stopped")
 
-    async def call(self, target: str, *, voicelive_settings: VoiceLiveSettings | None = None) -> CallSession:
+    async def call(
+        self, target: str, *, voicelive_settings: VoiceLiveSettings | None = None, profile: str | None = None
+    ) -> CallSession:
         """Place an outbound call bridged to Voice Live; returns its running session once answered.
 
         Only targets GATEWAY_OUTBOUND_ALLOWED allows are dialled (empty: none); others raise CallFailed 403.
+        `profile`: the agent profile that speaks (its settings and tools); unknown names raise KeyError.
         """
+        chosen = self.resolved_profiles[profile] if profile is not None else None
         server = self.settings.sip.server
         patterns = [TargetPattern.parse(text) for text in self.settings.gateway.outbound_allowed]
         try:
@@ -241,22 +304,25 @@ class Gateway:
             log.warning("security.outbound_refused", target=str(uri)[:120])
             raise CallFailed(403, "target not allowed by GATEWAY_OUTBOUND_ALLOWED")
         try:
-            session = await self._place(target, voicelive_settings)
+            session = await self._place(target, voicelive_settings, chosen)
         except VoiceLiveError as error:
             self._voicelive_outcome(error)
             raise
         self._voicelive_outcome(None)
+        session.summary.profile = profile
         self._tasks.spawn(self._run(session), name="gateway.call")
         return session
 
-    async def _place(self, target: str, voicelive_settings: VoiceLiveSettings | None) -> CallSession:
+    async def _place(
+        self, target: str, voicelive_settings: VoiceLiveSettings | None, chosen: ResolvedProfile | None = None
+    ) -> CallSession:
         return await CallSession.place(
             self.ua,
             target,
-            settings=self.settings,
+            settings=chosen.settings if chosen is not None else self.settings,
             pool=self.pool,
             clock=self.clock,
-            tools=self.tools,
+            tools=chosen.tools if chosen is not None else self.tools,
             voicelive_settings=voicelive_settings,
             credential=self.credential,
             on_dtmf=self.on_dtmf,
@@ -275,16 +341,20 @@ class Gateway:
 
     async def _incoming_call(self, call: IncomingCall) -> None:
         try:
+            # The profile first (its settings and only its tools); configure() may still adjust Voice Live.
+            routed, rule = self._route(call)
+            if self.profiles is not None:
+                log.info("gateway.call_routed", profile=routed.name if routed else None, rule=rule)
             settings = None
             if self.configure is not None:
                 chosen = self.configure(call)
                 settings = await chosen if isinstance(chosen, Awaitable) else chosen
             session = await CallSession.accept(
                 call,
-                settings=self.settings,
+                settings=routed.settings if routed is not None else self.settings,
                 pool=self.pool,
                 clock=self.clock,
-                tools=self.tools,
+                tools=routed.tools if routed is not None else self.tools,
                 voicelive_settings=settings,
                 credential=self.credential,
                 on_dtmf=self.on_dtmf,
@@ -313,6 +383,7 @@ class Gateway:
                 )
             return
         self._voicelive_outcome(None)  # the session is up: Voice Live answered
+        session.summary.profile = routed.name if routed is not None else None
         await self._run(session)
 
     async def _run(self, session: CallSession) -> None:

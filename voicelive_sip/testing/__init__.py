@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         FakeConnection,
         FakeFaults,
         FakeReply,
+        FakeTokenCredential,
         FakeToolCall,
         FakeVoiceLive,
     )
@@ -25,6 +26,7 @@ _EXPORTS = {
     "FakeConnection": "voicelive_sip.testing.fake_voicelive",
     "FakeFaults": "voicelive_sip.testing.fake_voicelive",
     "FakeReply": "voicelive_sip.testing.fake_voicelive",
+    "FakeTokenCredential": "voicelive_sip.testing.fake_voicelive",
     "FakeToolCall": "voicelive_sip.testing.fake_voicelive",
     "FakeVoiceLive": "voicelive_sip.testing.fake_voicelive",
     "ImpairmentRelay": "voicelive_sip.testing.rtp",
@@ -54,6 +56,7 @@ __all__: list[str] = [
     "FakeConnection",
     "FakeFaults",
     "FakeReply",
+    "FakeTokenCredential",
     "FakeToolCall",
     "FakeVoiceLive",
     "ImpairmentRelay",

@@ -27,12 +27,21 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 from aiohttp import WSMsgType, web
+from azure.core.credentials import AccessToken
 
 from voicelive_sip._logger import get_logger
 from voicelive_sip.codecs import g711
 from voicelive_sip.config import VoiceLiveSettings
 
-__all__ = ["FakeConnection", "FakeFaults", "FakeReply", "FakeToolCall", "FakeVoiceLive", "main"]
+__all__ = [
+    "FakeConnection",
+    "FakeFaults",
+    "FakeReply",
+    "FakeTokenCredential",
+    "FakeToolCall",
+    "FakeVoiceLive",
+    "main",
+]
 
 Pcm = npt.NDArray[np.int16]
 
@@ -62,6 +71,7 @@ _DEFAULT_SESSION: Mapping[str, Any] = {
     "temperature": 0.8,
     "max_response_output_tokens": "inf",
 }
+_GREETING = "Hello, this is a test agent. How can I help?"
 _VAD_WINDOW_MS = 10
 _Energy = npt.NDArray[np.float64]
 # Squared sample value of every G.711 code: the VAD's energy straight from the bytes, without decoding.
@@ -127,10 +137,48 @@ class FakeConnection:
     items: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
     sent: list[tuple[float, str]] = field(default_factory=list)  # (loop time, type) of every event we sent
+    conversation_id: str | None = None  # a Foundry agent session's conversation (new, or the one resumed)
 
     @property
     def event_types(self) -> list[str]:
         return [str(e.get("type")) for e in self.events]
+
+    @property
+    def agent(self) -> str | None:
+        """The Foundry agent the session was opened on (the SDK's `agent-name` query parameter), or None."""
+        return self.query.get("agent-name")
+
+    @property
+    def session_updates(self) -> list[dict[str, Any]]:
+        """The `session` object of every `session.update` the client sent, as sent."""
+        return [dict(e["session"]) for e in self.events if e.get("type") == "session.update" and
+                isinstance(e.get("session"), dict)]  # fmt: skip
+
+    @property
+    def tool_names(self) -> list[str]:
+        """Names of the function tools the client offered the model (all session updates together)."""
+        return [str(t.get("name")) for u in self.session_updates for t in u.get("tools") or []]
+
+
+class FakeTokenCredential:
+    """An Entra ID token credential for the fake: `get_token` returns the fake's bearer token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(self.token, 2**31 - 1)
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> FakeTokenCredential:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
 
 class FakeVoiceLive:
@@ -141,8 +189,8 @@ class FakeVoiceLive:
         *,
         api_key: str | None = "test-key",
         bearer_token: str | None = "test-token",
-        greeting: str = "Hello, this is a test agent. How can I help?",
-        replies: Sequence[FakeReply] = (FakeReply(),),
+        greeting: str | Mapping[str, str] = "Hello, this is a test agent. How can I help?",
+        replies: Sequence[FakeReply] | Mapping[str, Sequence[FakeReply]] = (FakeReply(),),
         transcripts: Sequence[str] = ("Hello there.",),
         voice: str = "tone",
         pace: float = 0.0,
@@ -156,8 +204,16 @@ class FakeVoiceLive:
     ) -> None:
         self.api_key = api_key
         self.bearer_token = bearer_token
-        self.greeting = greeting
-        self.replies = list(replies) or [FakeReply()]
+        # Scripts by agent name (or model, for a model session); "" is everyone else's.
+        self.greetings: dict[str, str] = (
+            {"": greeting} if isinstance(greeting, str) else {"": _GREETING, **dict(greeting)}
+        )
+        self.scripts: dict[str, list[FakeReply]] = (
+            {key: list(value) or [FakeReply()] for key, value in replies.items()}
+            if isinstance(replies, Mapping)
+            else {"": list(replies) or [FakeReply()]}
+        )
+        self.scripts.setdefault("", [FakeReply()])
         self.transcripts = list(transcripts) or ["Hello there."]
         self.voice = voice
         self.pace = pace
@@ -170,7 +226,7 @@ class FakeVoiceLive:
         self.connections: list[FakeConnection] = []
         self.rejected_handshakes = 0
         self._ids = itertools.count(1)
-        self._reply_index = 0
+        self._reply_index: dict[str, int] = {}
         self._transcript_index = 0
         self._live: set[_ServerConnection] = set()
         self._runner: web.AppRunner | None = None
@@ -295,10 +351,37 @@ class FakeVoiceLive:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):06d}"
 
-    def next_reply(self) -> FakeReply:
-        reply = self.replies[min(self._reply_index, len(self.replies) - 1)]
-        self._reply_index += 1
-        return reply
+    @property
+    def greeting(self) -> str:
+        """What every session without a script of its own says first."""
+        return self.greetings[""]
+
+    @property
+    def replies(self) -> list[FakeReply]:
+        """The replies of every session without a script of its own."""
+        return self.scripts[""]
+
+    def script_key(self, record: FakeConnection) -> str:
+        """Whose script a connection follows: its agent's, its model's, or the default ("")."""
+        for key in (record.agent, record.query.get("model")):
+            if key is not None and (key in self.scripts or key in self.greetings):
+                return key
+        return ""
+
+    def greeting_for(self, key: str = "") -> str:
+        return self.greetings.get(key, self.greetings[""])
+
+    def next_reply(self, key: str = "") -> FakeReply:
+        """The next scripted reply of script `key` (each script keeps its own place)."""
+        replies = self.scripts.get(key, self.scripts[""])
+        key = key if key in self.scripts else ""
+        index = self._reply_index.get(key, 0)
+        self._reply_index[key] = index + 1
+        return replies[min(index, len(replies) - 1)]
+
+    def token_credential(self) -> FakeTokenCredential:
+        """An Entra ID credential this server accepts (Foundry agent sessions refuse API keys)."""
+        return FakeTokenCredential(self.bearer_token or "test-token")
 
     def next_transcript(self) -> str:
         text = self.transcripts[min(self._transcript_index, len(self.transcripts) - 1)]
@@ -344,6 +427,17 @@ class FakeVoiceLive:
             self.rejected_handshakes += 1
             await self._notify()
             return web.json_response({"error": {"code": "401", "message": "Access denied"}}, status=401)
+        agent = request.query.get("agent-name")
+        if agent is not None and "agent-project-name" not in request.query:
+            return web.json_response(
+                {"error": {"code": "BadRequest", "message": "agent-project-name is required"}}, status=400
+            )
+        if agent is not None and "api-key" in request.headers:
+            # Agent sessions take Microsoft Entra ID tokens only, as the service requires.
+            self.rejected_handshakes += 1
+            await self._notify()
+            message = "Foundry agent sessions require Microsoft Entra ID authentication"
+            return web.json_response({"error": {"code": "401", "message": message}}, status=401)
         ws = web.WebSocketResponse(max_msg_size=16 * 2**20, autoping=True)
         await ws.prepare(request)
         record = FakeConnection(
@@ -353,6 +447,19 @@ class FakeVoiceLive:
             headers=dict(request.headers),
         )
         record.session = dict(_DEFAULT_SESSION, id=self.new_id("sess"), model=request.query.get("model"))
+        if agent is not None:
+            # The agent brings its own instructions and tools; the conversation is new, or the one resumed.
+            record.conversation_id = request.query.get("conversation-id") or self.new_id("conv")
+            record.session.update(
+                model=None,
+                instructions=f"(the instructions of Foundry agent {agent})",
+                agent={
+                    "type": "agent",
+                    "name": agent,
+                    "agent_id": f"asst_{agent}",
+                    "thread_id": record.conversation_id,
+                },
+            )
         self.connections.append(record)
         conn = _ServerConnection(self, ws, record, request)
         self._live.add(conn)
@@ -393,6 +500,7 @@ class _ServerConnection:
     ):
         self.fake, self.ws, self.record, self.request = fake, ws, record, request
         self.session = record.session
+        self.script = fake.script_key(record)
         self.timeline_samples = 0  # input timeline, in samples at the input rate
         self.vad_pending: _Energy = np.zeros(0)  # squared samples not yet in a full VAD window
         self.speech_item: str | None = None
@@ -584,7 +692,7 @@ class _ServerConnection:
         )
         await self._commit(item_id)
         if turn.get("create_response", True):
-            await self._start_response(self.fake.next_reply(), {})
+            await self._start_response(self.fake.next_reply(self.script), {})
 
     async def _commit(self, item_id: str) -> None:
         previous, self.last_item_id = self.last_item_id, item_id
@@ -691,9 +799,9 @@ class _ServerConnection:
             follow = self.follow_ups.pop(call_id)
             reply = FakeReply(text=follow.text.replace("{output}", output), audio=follow.audio)
         elif self.responses_started == 0 and not self.record.items:
-            reply = FakeReply(text=self.fake.greeting)
+            reply = FakeReply(text=self.fake.greeting_for(self.script))
         else:
-            reply = self.fake.next_reply()
+            reply = self.fake.next_reply(self.script)
         await self._start_response(reply, params)
 
     async def _start_response(self, reply: FakeReply, params: Mapping[str, Any]) -> None:
@@ -717,6 +825,8 @@ class _ServerConnection:
             "modalities": self.session.get("modalities") or ["text", "audio"],
             "output_audio_format": fmt,
         }
+        if self.record.conversation_id is not None:
+            base["conversation_id"] = self.record.conversation_id
         if faults.reply_delay_s:
             await asyncio.sleep(faults.reply_delay_s)
         await self.send({"type": "response.created", "response": base})

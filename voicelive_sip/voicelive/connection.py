@@ -110,6 +110,11 @@ class VoiceLiveSession:
         return self.protocol.active_responses
 
     @property
+    def conversation_id(self) -> str | None:
+        """The service's id of this call's conversation (Foundry agent sessions), once it has said it."""
+        return self.protocol.conversation_id if self.settings.is_agent else None
+
+    @property
     def audio_bytes_sent(self) -> int:
         """Caller audio (wire format) appended on any connection so far."""
         return self.protocol.audio_bytes_sent
@@ -138,7 +143,12 @@ class VoiceLiveSession:
             raise
         self.state = "connected"
         self._runner = asyncio.create_task(self._run(conn), name="voicelive-session")
-        self._log.info("voicelive.connected", model=self.settings.model, format=self.wire.input_audio_format)
+        self._log.info(
+            "voicelive.connected",
+            model=None if self.settings.is_agent else self.settings.model,
+            agent=self.settings.agent_name,
+            format=self.wire.input_audio_format,
+        )
 
     async def close(self) -> None:
         """Deliberate close: never reconnects; ends `events()` with `Closed(error=None)`."""
@@ -355,7 +365,8 @@ class VoiceLiveSession:
     async def _get_credential(self) -> Credential:
         if self._credential is not None:
             return self._credential
-        if self.settings.api_key is not None:
+        # A Foundry agent session takes Microsoft Entra ID only: the key is for model sessions.
+        if self.settings.api_key is not None and not self.settings.is_agent:
             self._credential = AzureKeyCredential(self.settings.api_key.get_secret_value())
             return self._credential
         from azure.identity.aio import DefaultAzureCredential  # only Entra ID sessions pay for importing it
@@ -373,13 +384,26 @@ class VoiceLiveSession:
         s = self.settings
         try:
             credential = await self._get_credential()
-            manager = connect(
-                credential=credential,
-                endpoint=s.endpoint,
-                api_version=s.api_version,
-                model=s.model,
-                credential_scopes=[s.credential_scope],
-            )
+            if s.agent_name:
+                # The agent brings its model; a conversation learned on this call resumes after a drop.
+                manager = connect(
+                    credential=credential,
+                    endpoint=s.endpoint,
+                    api_version=s.api_version,
+                    agent_name=s.agent_name,
+                    project_name=s.agent_project or "",
+                    agent_version=s.agent_version,
+                    conversation_id=self.conversation_id or s.agent_conversation_id,
+                    credential_scopes=[s.credential_scope],
+                )
+            else:
+                manager = connect(
+                    credential=credential,
+                    endpoint=s.endpoint,
+                    api_version=s.api_version,
+                    model=s.model,
+                    credential_scopes=[s.credential_scope],
+                )
             # The SDK ignores handshake_timeout (PROTOCOL.md), so the bound is ours.
             async with asyncio.timeout(s.connect_timeout):
                 return await manager.__aenter__()
@@ -413,7 +437,9 @@ class VoiceLiveSession:
         conn = self._conn
         send = self._send_text
         assert conn is not None and send is not None
-        for event in self.protocol.restore_events():
+        # A resumed agent conversation still holds the transcript: replaying it would say everything twice.
+        resumed = self.conversation_id is not None
+        for event in () if resumed else self.protocol.restore_events():
             await conn.send(event)
         pending = self.protocol.take_audio_to_restore()
         while pending:

@@ -128,6 +128,7 @@ class VoiceLiveProtocol:
         self._truncated_ms: OrderedDict[str, int] = OrderedDict()
         self._function_names: OrderedDict[str, str] = OrderedDict()
         self.active_responses: set[str] = set()
+        self.conversation_id: str | None = None  # a Foundry agent session's conversation, once announced
 
     # -- server events ----------------------------------------------------------------------------------
 
@@ -143,6 +144,19 @@ class VoiceLiveProtocol:
             return AudioDelta(event.get("response_id") or "", item_id, audio, arrived)
         handler = _HANDLERS.get(kind or "")
         return handler(self, event) if handler is not None else None
+
+    def _on_session(self, ev: Mapping[str, Any]) -> None:
+        # Where a Foundry agent session names its conversation: session.agent.thread_id (the SDK's
+        # AgentConfig), or a conversation_id on the session itself; the first one seen is the call's.
+        session = ev.get("session")
+        if isinstance(session, Mapping):
+            agent = session.get("agent")
+            thread = agent.get("thread_id") if isinstance(agent, Mapping) else None
+            self._learn_conversation(session.get("conversation_id") or thread)
+
+    def _learn_conversation(self, conversation_id: object) -> None:
+        if self.conversation_id is None and isinstance(conversation_id, str) and conversation_id:
+            self.conversation_id = conversation_id[:256]
 
     def _on_speech_started(self, ev: Mapping[str, Any]) -> SessionEvent:
         return SpeechStarted(ev.get("item_id") or "", int(ev.get("audio_start_ms") or 0))
@@ -192,8 +206,10 @@ class VoiceLiveProtocol:
         return AudioDelta(ev.get("response_id") or "", item_id, tail)
 
     def _on_response_created(self, ev: Mapping[str, Any]) -> SessionEvent:
-        response_id = (ev.get("response") or {}).get("id") or ""
+        response = ev.get("response") or {}
+        response_id = response.get("id") or ""
         self.active_responses.add(response_id)
+        self._learn_conversation(response.get("conversation_id"))
         return ResponseStarted(response_id)
 
     def _on_response_done(self, ev: Mapping[str, Any]) -> SessionEvent:
@@ -350,6 +366,8 @@ def _message(role: str, text: str) -> dict[str, Any]:
 
 _Handler = Callable[[VoiceLiveProtocol, Mapping[str, Any]], SessionEvent | None]
 _HANDLERS: Mapping[str, _Handler] = {
+    "session.created": VoiceLiveProtocol._on_session,
+    "session.updated": VoiceLiveProtocol._on_session,
     "input_audio_buffer.speech_started": VoiceLiveProtocol._on_speech_started,
     "input_audio_buffer.speech_stopped": VoiceLiveProtocol._on_speech_stopped,
     "input_audio_buffer.committed": VoiceLiveProtocol._on_committed,

@@ -83,10 +83,17 @@ def build_tool_choice(choice: str) -> str | dict[str, str]:
     return choice if choice in _TOOL_CHOICE_LITERALS else {"type": "function", "name": choice}
 
 
+# What a Foundry agent owns (set in the Foundry portal): a session on an agent never sends these.
+AGENT_OWNED = frozenset(
+    {"model", "instructions", "tools", "tool_choice", "temperature", "max_response_output_tokens"}
+)
+
+
 def build_session(
     s: VoiceLiveSettings, wire: WireFormat, tools: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, Any]:
-    """The `session` object of `session.update`."""
+    """The `session` object of `session.update`; on a Foundry agent, only what the agent leaves to us
+    (audio formats, turn detection, voice, transcription, audio processing)."""
     session: dict[str, Any] = {
         "model": s.model,
         "modalities": list(s.modalities),
@@ -117,6 +124,8 @@ def build_session(
             "type": "server_echo_cancellation",
             "reference_source": s.echo_cancellation,
         }
+    if s.is_agent:
+        return {key: value for key, value in session.items() if key not in AGENT_OWNED}
     return session
 
 
@@ -124,7 +133,9 @@ def greeting_response(s: VoiceLiveSettings) -> dict[str, Any] | None:
     """`response.create` params of the proactive greeting: our text verbatim, or the model's own words."""
     if not s.proactive_greeting_enabled:
         return None
-    if not s.proactive_greeting:
+    default = VoiceLiveSettings.model_fields["proactive_greeting"].default
+    if not s.proactive_greeting or (s.is_agent and s.proactive_greeting == default):
+        # An agent greets in its own words unless a greeting of its own was configured.
         return {}
     # pre_generated_assistant_message makes the service speak our sentence instead of generating one.
     return {
