@@ -32,6 +32,7 @@ from .webhooks import CallContext, WebhookSender, summary_data
 log = get_logger("voicelive_sip.gateway")
 
 MAX_UNCLAIMED_CALLS = 16
+WEBHOOK_SHUTDOWN_GRACE = 2.0  # s
 
 Configure = Callable[[IncomingCall], Awaitable[VoiceLiveSettings | None] | VoiceLiveSettings | None]
 SessionHook = Callable[[CallSession], Awaitable[None] | None]
@@ -232,7 +233,8 @@ class Gateway:
         await self.ua.close()
         await self.clock.stop()
         if self.webhooks is not None:
-            await self.webhooks.close(grace=self.settings.webhooks.timeout)  # call.ended of the last calls
+            # The last calls' call.ended may still be going out: a moment for them, never a hung shutdown.
+            await self.webhooks.close(grace=min(self.settings.webhooks.timeout, WEBHOOK_SHUTDOWN_GRACE))
         self._stopped.set()
         log.info("gateway.stopped")
 

@@ -133,14 +133,14 @@ class WebhookSender:
         payload = {"id": event_id, "type": kind, "created_at": created, "call": call, "data": data}
         body = json.dumps(payload, default=str, separators=(",", ":")).encode()
         if len(body) > MAX_EVENT_BYTES:
-            log.error("webhook.too_large", event=kind, bytes=len(body))
+            log.error("webhook.too_large", event_type=kind, bytes=len(body))
             self._outcome("dropped", len(urls))
             return
         event = _Event(event_id, kind, body)
         for url in dict.fromkeys(urls):
             receiver = self._receiver(url)
             if receiver is None or not receiver.put(event):
-                log.warning("webhook.dropped", url=_display(url), event=kind, reason="queue full")
+                log.warning("webhook.dropped", url=_display(url), event_type=kind, reason="queue full")
                 self._outcome("dropped")
 
     async def close(self, grace: float = 0.0) -> None:
@@ -177,7 +177,12 @@ class WebhookSender:
                 await receiver.wake.wait()
                 continue
             event = receiver.queue[0]
-            await self._deliver(receiver.url, event)
+            try:
+                await self._deliver(receiver.url, event)
+            except Exception:
+                # A bug must cost this event, not the receiver's worker (and with it every later event).
+                log.exception("webhook.delivery_error", url=_display(receiver.url), event_type=event.type)
+                self._outcome("failed")
             receiver.queue.popleft()
 
     async def _deliver(self, url: str, event: _Event) -> None:
@@ -187,13 +192,13 @@ class WebhookSender:
             status, error = await self._post(url, event)
             if status is not None and 200 <= status < 300:
                 self._outcome("delivered")
-                log.debug("webhook.delivered", url=_display(url), event=event.type, attempt=attempt)
+                log.debug("webhook.delivered", url=_display(url), event_type=event.type, attempt=attempt)
                 return
             retry = status is None or status in RETRY_STATUSES
             log.warning(
                 "webhook.attempt_failed",
                 url=_display(url),
-                event=event.type,
+                event_type=event.type,
                 attempt=attempt,
                 status=status,
                 error=error,
@@ -207,7 +212,7 @@ class WebhookSender:
                 delay = min(settings.max_delay, settings.initial_delay * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.0))  # jitter: receivers back up together
         self._outcome("failed")
-        log.error("webhook.given_up", url=_display(url), event=event.type, event_id=event.id)
+        log.error("webhook.given_up", url=_display(url), event_type=event.type, event_id=event.id)
 
     async def _post(self, url: str, event: _Event) -> tuple[int | None, str | None]:
         if self._http is None:
