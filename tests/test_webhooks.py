@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,3 +226,16 @@ async def test_a_receiver_that_never_answers_does_not_hold_up_calls(
     assert receiver.requests == 1 and sender.delivered == 0
     assert sender.pending == 6  # started, answered, ended of each call: queued behind the hung request
     await sender.close()
+
+
+def test_the_documented_verification_snippet_accepts_our_signature_only() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "outbound.md").read_text()
+    code = re.search(r'```python title="verify_webhook.py"\n(.*?)```', page, re.DOTALL)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(code.group(1), namespace)
+    body = b'{"type":"call.ended"}'
+    header = sign(SECRET.encode(), int(time.time()), body)
+    assert namespace["verify_webhook"](SECRET.encode(), header, body)
+    assert not namespace["verify_webhook"](SECRET.encode(), header, body + b" ")
+    assert not namespace["verify_webhook"](b"wrong", header, body)
