@@ -144,6 +144,7 @@ _SPECIAL: dict[str, tuple[str, Any]] = {
     "MEDIA_TRUSTED_PEERS": ("192.0.2.0/24", ["192.0.2.0/24"]),
     "GATEWAY_TRANSFER_ALLOWED": ("sip:desk@pbx.example.com", ["sip:desk@pbx.example.com"]),
     "GATEWAY_OUTBOUND_ALLOWED": ("+4930XXXX", ["+4930XXXX"]),
+    "WEBHOOK_URLS": ("https://hooks.example.com/a", ["https://hooks.example.com/a"]),
     "VOICE_LIVE_MODALITIES": ("audio,text", ["audio", "text"]),
     "SIP_TRANSPORTS": ("tcp", ["tcp"]),
     "MEDIA_CODECS": ("pcma", None),

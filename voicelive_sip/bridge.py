@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,11 @@ log = get_logger("voicelive_sip.bridge")
 
 HANG_UP = "hang_up"
 TRANSFER = "transfer_call"
+SEND_DTMF = "send_dtmf"
+# Keys the agent presses: 100 ms tones 100 ms apart (RFC 4733 end packets take 40 ms of that gap), well inside
+# what ITU-T Q.24 receivers accept (40 ms tone, 40 ms pause) and what IVRs expect of a fast human.
+SENT_DTMF_MS = 100
+SENT_DTMF_PAUSE_MS = 60
 TRANSFER_TIMEOUT = 40.0  # seconds: Call.refer's own 32 s wait for the outcome, and some margin
 DtmfHandler = Callable[[str], Awaitable[None] | None]
 RecordingHook = Callable[[Path], Awaitable[None] | None]
@@ -75,7 +80,7 @@ _G711_BYTES_PER_MS = 8  # agent audio reaches the bridge as G.711 at 8 kHz
 
 
 class BuiltinTools:
-    """The built-in `hang_up` and `transfer_call` tools a deployment enabled, written with `@tool`.
+    """The built-in `hang_up`, `transfer_call` and `send_dtmf` tools a deployment enabled, as `Tool`s.
 
     Their schemas and argument parsing come from `Tool` like any application tool; they act on the call of
     the `CallSession` they are bound to (`bind`), which happens once the call is set up.
@@ -105,6 +110,15 @@ class BuiltinTools:
             tools.append(
                 Tool(self.transfer_call, name=TRANSFER, description=description, timeout=TRANSFER_TIMEOUT)
             )
+        if gateway.send_dtmf_tool:
+            description = (
+                "Press keys on the phone keypad, e.g. to choose from a phone menu (IVR) of the party you "
+                f"called. Keys: {' '.join(gateway.send_dtmf_allowed)}; "
+                f"at most {gateway.send_dtmf_max_digits}."
+            )
+            # A key takes 200 ms on RTP, a SIP INFO round trip each: the default tool timeout may be short.
+            timeout = max(gateway.tool_timeout, 5.0 + gateway.send_dtmf_max_digits * 0.5)
+            tools.append(Tool(self.send_dtmf, name=SEND_DTMF, description=description, timeout=timeout))
         self.runner = ToolRunner(tools, timeout=gateway.tool_timeout)
 
     @property
@@ -153,6 +167,40 @@ class BuiltinTools:
             session._ending = "transferred"
             return {"ok": True}
         return {"ok": False, "status": status, "reason": "the transfer did not go through"}
+
+    async def send_dtmf(self, digits: str) -> dict[str, Any]:
+        """Press keys: RFC 4733 telephone-events, or SIP INFO when the peer negotiated no telephone-event.
+
+        Args:
+            digits: The keys to press in order, e.g. "1" or "2#".
+        """
+        session = self._bound()
+        keys = "".join(digits.split()).upper()
+        refused = sorted(set(keys) - set(self.gateway.send_dtmf_allowed))
+        if not keys or refused or len(keys) > self.gateway.send_dtmf_max_digits:
+            reason = (
+                f"keys not allowed: {''.join(refused)}" if refused
+                else f"press 1 to {self.gateway.send_dtmf_max_digits} keys"
+            )  # fmt: skip
+            session._log.warning("call.send_dtmf_refused", digits=keys[:64], reason=reason)
+            return {"ok": False, "reason": reason}
+        media = session.media
+        if isinstance(media, RtpSession) and media.dtmf_payload_type is not None:
+            method = "rfc4733"
+            for key in keys:
+                media.dtmf_sender.send(key, SENT_DTMF_MS, pause_ms=SENT_DTMF_PAUSE_MS)
+            while media.dtmf_sender.active and not media.closed:
+                await asyncio.sleep(0.02)  # the media clock sends them; the tool returns once they are out
+        else:
+            method = "info"
+            for key in keys:
+                try:
+                    await session.call.send_info_dtmf(key, SENT_DTMF_MS)
+                except CallFailed as error:
+                    session._log.warning("call.send_dtmf_failed", method=method, status=error.status_code)
+                    return {"ok": False, "reason": f"the other side refused the keys ({error.status_code})"}
+        session._log.info("call.send_dtmf", digits=keys, method=method)
+        return {"ok": True, "sent": keys}
 
     def _bound(self) -> CallSession:
         if self._session is None:
@@ -233,6 +281,7 @@ class CallSession:
         self.on_recording = on_recording
         # A re-INVITE (hold, resume, refresh) re-negotiated the media: the leg's signalling-specific update.
         self.on_media_update = on_media_update
+        self.metadata: Mapping[str, Any] = {}  # the application's, for tools (CallInfo) and webhooks
         loop = asyncio.get_running_loop()
         self._loop = loop
         caller, callee = _parties(call)
@@ -362,6 +411,7 @@ class CallSession:
         voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, builtins, credential, None)
         rtp = await _open_rtp(pool, clock, settings.media, settings.sip.allow_from)
         connecting = asyncio.ensure_future(voicelive.connect())
+        call: OutgoingCall | None = None
         try:
             # One codec in the offer: the Voice Live session was opened for exactly that law (pass-through).
             call = ua.dial(
@@ -375,6 +425,10 @@ class CallSession:
             await connecting
         except BaseException:
             connecting.cancel()
+            if call is not None and not call.ended:
+                # Abandoned while ringing (cancelled, Voice Live failed): CANCEL, or BYE if it just answered.
+                with contextlib.suppress(CallFailed, OSError):
+                    await call.hangup()
             rtp.close()
             await voicelive.close()
             raise
@@ -702,7 +756,7 @@ class CallSession:
         direction: Literal["inbound", "outbound"] = (
             "outbound" if isinstance(self.call, OutgoingCall) else "inbound"
         )
-        info = CallInfo(self.call.call_id, self.summary.caller, self.summary.callee, direction)
+        info = CallInfo(self.call.call_id, self.summary.caller, self.summary.callee, direction, self.metadata)
         # Built-in tools win over an application tool of the same name, as their names are reserved.
         runner = self.builtins.runner if self.builtins.runner.has(event.name) else self.tools
         started = self._loop.time()

@@ -232,7 +232,11 @@ async def _metrics_server(gateway: Gateway) -> Any:
 
     metrics = gateway.settings.metrics
     server = ObservabilityServer(
-        gateway.metrics, ready=gateway.readiness, host=metrics.host, port=metrics.port
+        gateway.metrics,
+        ready=gateway.readiness,
+        host=metrics.host,
+        port=metrics.port,
+        calls=_call_api(gateway),
     )
     try:
         await server.start()
@@ -243,6 +247,18 @@ async def _metrics_server(gateway: Gateway) -> Any:
              "or METRICS_ENABLED=false"]
         ) from None  # fmt: skip
     return server
+
+
+def _call_api(gateway: Gateway) -> Any:
+    """The call API (OUTBOUND_API_ENABLED) on this gateway, or None."""
+    outbound = gateway.settings.outbound
+    if not outbound.api_enabled:
+        return None
+    from .call_api import CallApi
+    from .dialer import Dialer
+
+    token = outbound.auth_token.get_secret_value() if outbound.auth_token is not None else None
+    return CallApi(Dialer(gateway, outbound), token=token)
 
 
 async def _serve(settings: Settings, fake: bool, *, app: str | None = None, gc_freeze: bool = False) -> int:
@@ -263,6 +279,11 @@ async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
         # which otherwise stalls the media clock (a 76 ms pause was measured at 100 calls).
         gc.freeze()
     observability = None
+    if settings.outbound.api_enabled and not settings.metrics.enabled:
+        await gateway.stop()
+        raise StartupError(
+            ["OUTBOUND_API_ENABLED: the call API is on the HTTP server, but METRICS_ENABLED=false"]
+        )
     if settings.metrics.enabled:
         try:
             observability = await _metrics_server(gateway)
@@ -270,6 +291,8 @@ async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
             await gateway.stop()
             raise
         _status(f"voicelive-sip: metrics and health on {observability.url}/metrics, /healthz, /readyz")
+        if observability.calls is not None:
+            _status(f"voicelive-sip: call API on {observability.url}/calls (described at /openapi.json)")
     loop = asyncio.get_running_loop()
     stops = 0
 
@@ -310,6 +333,8 @@ async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
         await gateway.serve()
     finally:
         if observability is not None:
+            if observability.calls is not None:
+                await observability.calls.dialer.close()
             await observability.stop()
     _status("voicelive-sip: stopped")
     return 0

@@ -34,6 +34,9 @@ NoiseReduction = Literal["none", "azure_deep_noise_suppression", "near_field", "
 EchoCancellation = Literal["none", "server", "client"]
 
 
+DTMF_KEYS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
+
+
 def _csv(value: object) -> object:
     # Lists come from the environment as "a,b,c", which reads better in a .env file than JSON.
     if isinstance(value, str):
@@ -666,8 +669,21 @@ class GatewaySettings(SettingsGroup):
     )
     outbound_allowed: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Targets Gateway.call() may dial, in the patterns of GATEWAY_TRANSFER_ALLOWED; empty "
-        "allows none (toll-fraud guard). The voicelive-sip call command allows the one target it is given.",
+        validation_alias=AliasChoices("GATEWAY_OUTBOUND_ALLOWED", "OUTBOUND_ALLOW"),
+        description="Targets Gateway.call() and the call API may dial, in the patterns of "
+        "GATEWAY_TRANSFER_ALLOWED (OUTBOUND_ALLOW is another name for it); empty allows none (toll-fraud "
+        "guard). The voicelive-sip call command allows the one target it is given.",
+    )
+    send_dtmf_tool: bool = Field(
+        default=False,
+        description="Offer the model a send_dtmf(digits) tool to press keys in a remote IVR (RFC 4733 "
+        "telephone-events, or SIP INFO when the peer negotiated none).",
+    )
+    send_dtmf_allowed: str = Field(
+        default="0123456789*#", min_length=1, description="The keys send_dtmf may press (of 0-9 * # A-D)."
+    )
+    send_dtmf_max_digits: int = Field(
+        default=20, ge=1, le=64, description="Most keys one send_dtmf call may press."
     )
     tool_timeout: float = Field(default=10.0, gt=0, description="Seconds a tool call may run.")
     recording_dir: str | None = Field(
@@ -700,6 +716,15 @@ class GatewaySettings(SettingsGroup):
 
     _split_lists = field_validator("transfer_allowed", "outbound_allowed", mode="before")(_csv)
 
+    @field_validator("send_dtmf_allowed")
+    @classmethod
+    def _dtmf_keys(cls, value: str) -> str:
+        value = value.strip().upper()
+        wrong = sorted(set(value) - set(DTMF_KEYS))
+        if wrong:
+            raise ValueError(f"not DTMF keys: {''.join(wrong)} (allowed: {DTMF_KEYS})")
+        return value
+
     @field_validator("transfer_allowed", "outbound_allowed")
     @classmethod
     def _transfer_patterns(cls, value: list[str]) -> list[str]:
@@ -707,6 +732,78 @@ class GatewaySettings(SettingsGroup):
         for text in value:
             TargetPattern.parse(text)
         return value
+
+
+class OutboundSettings(SettingsGroup):
+    """The HTTP call API (POST /calls) and its toll-fraud limits (allow-list: GATEWAY_OUTBOUND_ALLOWED)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OUTBOUND_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
+
+    api_enabled: bool = Field(
+        default=False,
+        description="Serve the call API (POST, GET, DELETE /calls and /openapi.json) on the HTTP server "
+        "(METRICS_HOST:METRICS_PORT).",
+    )
+    auth_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HTTP_AUTH_TOKEN"),
+        description="Bearer token the call API requires (Authorization: Bearer <token>); without it the API "
+        "starts only on a loopback METRICS_HOST.",
+    )
+    max_concurrent: int = Field(
+        default=10, ge=1, description="Calls placed through the API at once (ringing or up); 429 above."
+    )
+    max_attempts_per_second: int = Field(
+        default=2, ge=1, description="Call attempts the API starts in any one second; 429 above."
+    )
+    ring_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="How long an API call rings before it is cancelled (s), unless the request says.",
+    )
+
+
+def _web_addresses(value: list[str]) -> list[str]:
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+    return value
+
+
+class WebhookSettings(SettingsGroup):
+    """Lifecycle webhooks: signed JSON POSTs about every call, retried with back-off, never delaying it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEBHOOK_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
+
+    urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Receivers of every call's events (call.started, call.answered, call.tool_called, "
+        "call.ended), comma-separated http(s) URLs; an API call may name its own instead.",
+    )
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 signature in X-VoiceLive-Signature; required for webhooks.",
+    )
+    max_attempts: int = Field(
+        default=6, ge=1, le=20, description="Deliveries tried per event before it is given up."
+    )
+    initial_delay: float = Field(
+        default=1.0, gt=0, description="Wait before the first retry (s); each further retry doubles it."
+    )
+    max_delay: float = Field(default=60.0, gt=0, description="Longest wait between two retries (s).")
+    timeout: float = Field(default=5.0, gt=0, description="How long one delivery may take (s).")
+    queue_size: int = Field(
+        default=1000, ge=1, description="Events waiting per receiver; when full, new events are dropped."
+    )
+
+    _split_lists = field_validator("urls", mode="before")(_csv)
+    _check_urls = field_validator("urls")(_web_addresses)
 
 
 class MetricsSettings(SettingsGroup):
@@ -735,6 +832,8 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @classmethod
     def group_models(cls) -> dict[str, type[BaseSettings]]:

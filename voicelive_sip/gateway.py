@@ -6,7 +6,7 @@ import asyncio
 import errno
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from .aio import CallFailed, IncomingCall, Registration, RegistrationState, User
 from .aio.endpoint import target_uri
 from .aio.transport import BindFailed
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
+from .call_events import ToolCalled
 from .config import Settings, SipSettings, StartupError, VoiceLiveSettings, agent_problems, voicelive_problems
 from .errors import LocalProtocolError, SipParseError, VoiceLiveError
 from .logs import bind_call_context, get_logger
@@ -22,14 +23,17 @@ from .metrics import GatewayMetrics
 from .profiles import CallFacts, ProfileError, Profiles, ResolvedProfile, load_profiles
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSessionStats
+from .sip.uri import Uri
 from .targets import TargetPattern, allowed
 from .voicelive.connection import VoiceLiveSession
 from .voicelive.health import ServiceHealth
 from .voicelive.tools import Tool
+from .webhooks import CallContext, WebhookSender, summary_data
 
 log = get_logger("voicelive_sip.gateway")
 
 MAX_UNCLAIMED_CALLS = 16
+WEBHOOK_SHUTDOWN_GRACE = 2.0  # s
 
 Configure = Callable[[IncomingCall], Awaitable[VoiceLiveSettings | None] | VoiceLiveSettings | None]
 SessionHook = Callable[[CallSession], Awaitable[None] | None]
@@ -74,6 +78,9 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.metrics.watch_security(self.ua.security_counters)
         self.metrics.watch_srtp(self._srtp_dropped_live)
+        # Lifecycle webhooks (WEBHOOK_*): only queued from here, delivered by the sender's own workers.
+        hooks = self.settings.webhooks
+        self.webhooks = WebhookSender(hooks, metrics=self.metrics) if hooks.secret is not None else None
         # Voice Live reachability from every call's connection attempt: OPTIONS, INVITE and /readyz use it.
         self.voicelive_health = ServiceHealth(self.settings.gateway.voicelive_failures_unhealthy)
         self.ua.health = lambda: self.voicelive_health.problem
@@ -110,6 +117,8 @@ class Gateway:
         except ProfileError as error:
             setting = "GATEWAY_PROFILES_FILE: " if self.settings.gateway.profiles_file else "profiles: "
             problems += [setting + problem for problem in error.problems]
+        if self.settings.webhooks.urls and self.webhooks is None:
+            problems.append("WEBHOOK_SECRET: not set, and WEBHOOK_URLS needs it to sign the events")
         if problems:
             raise StartupError(problems)
         try:
@@ -282,18 +291,14 @@ class Gateway:
         self._tasks.cancel()
         await self.ua.close()
         await self.clock.stop()
+        if self.webhooks is not None:
+            # The last calls' call.ended may still be going out: a moment for them, never a hung shutdown.
+            await self.webhooks.close(grace=min(self.settings.webhooks.timeout, WEBHOOK_SHUTDOWN_GRACE))
         self._stopped.set()
         log.info("gateway.stopped")
 
-    async def call(
-        self, target: str, *, voicelive_settings: VoiceLiveSettings | None = None, profile: str | None = None
-    ) -> CallSession:
-        """Place an outbound call bridged to Voice Live; returns its running session once answered.
-
-        Only targets GATEWAY_OUTBOUND_ALLOWED allows are dialled (empty: none); others raise CallFailed 403.
-        `profile`: the agent profile that speaks (its settings and tools); unknown names raise KeyError.
-        """
-        chosen = self.resolved_profiles[profile] if profile is not None else None
+    def outbound_target(self, target: str) -> Uri:
+        """The URI `target` dials, if GATEWAY_OUTBOUND_ALLOWED allows it; CallFailed 416 or 403 otherwise."""
         server = self.settings.sip.server
         patterns = [TargetPattern.parse(text) for text in self.settings.gateway.outbound_allowed]
         try:
@@ -303,20 +308,52 @@ class Gateway:
         if not allowed(uri, patterns, server=server):
             log.warning("security.outbound_refused", target=str(uri)[:120])
             raise CallFailed(403, "target not allowed by GATEWAY_OUTBOUND_ALLOWED")
+        return uri
+
+    async def call(
+        self,
+        target: str,
+        *,
+        voicelive_settings: VoiceLiveSettings | None = None,
+        timeout: float | None = None,
+        context: CallContext | None = None,
+        profile: str | None = None,
+    ) -> CallSession:
+        """Place an outbound call bridged to Voice Live; returns its running session once answered.
+
+        Only targets GATEWAY_OUTBOUND_ALLOWED allows are dialled (empty: none); others raise CallFailed 403.
+        `timeout`: ring time before the call is cancelled (SIP_INVITE_TIMEOUT); `context`: the call's id,
+        metadata (for tools and webhooks) and webhook receivers; `profile`: the agent profile that speaks
+        (its settings and tools); unknown names raise KeyError.
+        """
+        chosen = self.resolved_profiles[profile] if profile is not None else None
+        self.outbound_target(target)
+        context = context or CallContext.new()
+        self._notify(context, "call.started", {"direction": "outbound", "to": target})
         try:
-            session = await self._place(target, voicelive_settings, chosen)
-        except VoiceLiveError as error:
-            self._voicelive_outcome(error)
+            session = await self._place(target, voicelive_settings, timeout, context.metadata, chosen)
+        except BaseException as error:
+            if isinstance(error, VoiceLiveError):
+                self._voicelive_outcome(error)
+            status = error.status_code if isinstance(error, CallFailed) else None
+            reason = unanswered_reason(error)
+            self._notify(context, "call.ended", {"direction": "outbound", "to": target, "answered": False,
+                                                 "end_reason": reason, "sip_status": status})  # fmt: skip
             raise
         self._voicelive_outcome(None)
         session.summary.profile = profile
-        self._tasks.spawn(self._run(session), name="gateway.call")
+        self._tasks.spawn(self._run(session, context), name="gateway.call")
         return session
 
     async def _place(
-        self, target: str, voicelive_settings: VoiceLiveSettings | None, chosen: ResolvedProfile | None = None
+        self,
+        target: str,
+        voicelive_settings: VoiceLiveSettings | None,
+        timeout: float | None,
+        metadata: Mapping[str, object],
+        chosen: ResolvedProfile | None = None,
     ) -> CallSession:
-        return await CallSession.place(
+        session = await CallSession.place(
             self.ua,
             target,
             settings=chosen.settings if chosen is not None else self.settings,
@@ -328,7 +365,10 @@ class Gateway:
             on_dtmf=self.on_dtmf,
             on_recording=self.on_recording,
             metrics=self.metrics,
+            timeout=timeout,
         )
+        session.metadata = dict(metadata)
+        return session
 
     async def _accept(self) -> None:
         async for call in self.ua.incoming_calls():
@@ -386,7 +426,35 @@ class Gateway:
         session.summary.profile = routed.name if routed is not None else None
         await self._run(session)
 
-    async def _run(self, session: CallSession) -> None:
+    def _notify(
+        self, context: CallContext, kind: str, data: dict[str, object], session: CallSession | None = None
+    ) -> None:
+        """Queue a lifecycle webhook for this call's receivers (returns at once; none if not configured)."""
+        if self.webhooks is None:
+            return
+        urls = context.urls if context.urls is not None else self.settings.webhooks.urls
+        call: dict[str, object] = {"id": context.id, "metadata": context.metadata}
+        if session is not None:
+            summary = session.summary
+            call.update(sip_call_id=summary.call_id, direction=summary.direction, caller=summary.caller,
+                        callee=summary.callee)  # fmt: skip
+        self.webhooks.emit(kind, call, data, urls)
+
+    async def _tool_events(self, session: CallSession, context: CallContext) -> None:
+        async for event in session.events():
+            if isinstance(event, ToolCalled):
+                data = {"name": event.name, "arguments": event.arguments, "result": event.result,
+                        "at": event.at, "duration_ms": event.duration_ms, "error": event.error}  # fmt: skip
+                self._notify(context, "call.tool_called", data, session)
+
+    async def _run(self, session: CallSession, context: CallContext | None = None) -> None:
+        if context is None:  # an incoming call: started and answered in one step, for the receivers
+            context = CallContext.new()
+            self._notify(context, "call.started", {"direction": "inbound"}, session)
+        answered: dict[str, object] = {"answered_after_ms": session.summary.answered_after_ms}
+        self._notify(context, "call.answered", answered, session)
+        if self.webhooks is not None:
+            self._tasks.spawn(self._tool_events(session, context), name="gateway.tool_webhooks")
         self.sessions.add(session)
         self._arrivals.append(session)
         arrived, self._arrived = self._arrived, asyncio.Event()
@@ -417,10 +485,27 @@ class Gateway:
         )
         self.summaries.append(summary)
         del self.summaries[:-100]
+        self._notify(context, "call.ended", {"answered": True, "summary": summary_data(summary)}, session)
         if self.on_summary is not None:
             hooked = self.on_summary(summary)
             if isinstance(hooked, Awaitable):
                 await hooked
+
+
+def unanswered_reason(error: BaseException) -> str:
+    """Why an outbound call was not answered, in the words of the call API and webhooks."""
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(error, VoiceLiveError):
+        return "voicelive-unavailable"
+    if isinstance(error, CallFailed):
+        if error.status_code in (486, 600):
+            return "busy"
+        if error.status_code in (408, 480, 487):
+            return "no-answer"
+        if error.status_code in (603, 607):
+            return "declined"
+    return "failed"
 
 
 def _srtp_outcome(session: CallSession) -> tuple[str | None, dict[str, int]]:

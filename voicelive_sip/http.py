@@ -1,10 +1,12 @@
-"""ObservabilityServer: `/metrics`, `/healthz` and `/readyz` over HTTP for scrapers and orchestrators."""
+"""ObservabilityServer: `/metrics`, `/healthz` and `/readyz` over HTTP for scrapers and orchestrators, and the
+call API (`/calls`, `/openapi.json`: voicelive_sip.call_api) when the gateway serves one."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -13,6 +15,9 @@ from voicelive_sip.metrics import GatewayMetrics
 
 from ._logger import get_logger
 
+if TYPE_CHECKING:
+    from .call_api import CallApi
+
 __all__ = ["MetricsSettings", "ObservabilityServer", "ReadinessCheck"]
 
 log = get_logger("voicelive_sip.http")
@@ -20,7 +25,8 @@ log = get_logger("voicelive_sip.http")
 ReadinessCheck = Callable[[], tuple[bool, dict[str, object]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Only GETs without bodies are served, so a request needs nothing beyond its headers.
+# Only GETs without bodies are served (but POST /calls, which reads its own bounded body), so a request needs
+# nothing beyond its headers.
 MAX_REQUEST_BYTES = 1024
 MAX_LINE_BYTES = 1024
 MAX_HEADER_FIELD_BYTES = 4096
@@ -38,7 +44,7 @@ def _json(status: int, body: dict[str, object]) -> web.Response:
 
 @web.middleware
 async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.body_exists:
+    if request.body_exists and not (request.method == "POST" and request.path == "/calls"):
         return _json(413, {"error": "request bodies are not accepted"})
     return await handler(request)
 
@@ -53,8 +59,10 @@ class ObservabilityServer:
         ready: ReadinessCheck,
         host: str = "127.0.0.1",
         port: int = 9100,
+        calls: CallApi | None = None,
     ) -> None:
         self.metrics = metrics
+        self.calls = calls
         self.host = host
         self._ready = ready
         self._requested_port = port
@@ -78,10 +86,14 @@ class ObservabilityServer:
         """Listen on `host`:`port`."""
         if self._runner is not None:
             raise RuntimeError("ObservabilityServer is already started")
+        if self.calls is not None:
+            self.calls.check_bind(self.host)  # no call API on a public address without a token
         app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_refuse_bodies])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self.calls is not None:
+            self.calls.add_routes(app)
         runner = web.AppRunner(
             app,
             access_log=None,  # scrapes every few seconds would drown the call events

@@ -33,6 +33,8 @@ LATENCY_DIRECTIONS = frozenset({"uplink", "downlink"})
 # Why a received SRTP/SRTCP packet was dropped: it failed authentication (bad tag, another key, plain RTP on
 # an SRTP call) or the replay check.
 SRTP_DROP_KINDS = ("auth", "replay")
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dropped")
+OUTBOUND_REFUSALS = ("not_allowed", "concurrency", "rate")
 
 
 class LabelValues:
@@ -229,12 +231,33 @@ class GatewayMetrics:
             ["aor"],
             registry=r,
         )
+        self.webhook_events = Counter(
+            f"{PREFIX}_webhook_events",
+            "Webhook events by outcome: delivered, failed (refused, out of attempts), dropped (queue full).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_attempt_failures = Counter(
+            f"{PREFIX}_webhook_attempt_failures",
+            "Webhook deliveries that failed (each retry counts): timeouts, connection errors, non-2xx.",
+            registry=r,
+        )
+        self.outbound_refused = Counter(
+            f"{PREFIX}_outbound_refused",
+            "Call API requests refused by a toll-fraud guard, by reason.",
+            ["reason"],
+            registry=r,
+        )
 
         # Series that always exist start at zero, so rate() and absent() work before the first call.
         for direction in ("inbound", "outbound"):
             self.calls.labels(direction=self._directions(direction))
         for kind in ("input", "output"):
             self.tokens.labels(type=kind)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_events.labels(outcome=outcome)
+        for reason in OUTBOUND_REFUSALS:
+            self.outbound_refused.labels(reason=reason)
 
     def call_started(self, direction: str) -> None:
         """A call began (inbound or outbound)."""
@@ -305,6 +328,20 @@ class GatewayMetrics:
             self.srtp_calls.labels(suite=self._suites(suite)).inc()
         for kind in SRTP_DROP_KINDS:
             self._srtp_ended[kind] += max(0, dropped.get(kind, 0))
+
+    def webhook_outcome(self, outcome: str, count: int = 1) -> None:
+        """Webhook events that were delivered, failed for good, or dropped before a try."""
+        if outcome in WEBHOOK_OUTCOMES:
+            self.webhook_events.labels(outcome=outcome).inc(count)
+
+    def webhook_attempt_failed(self) -> None:
+        """One webhook delivery attempt failed (it may be retried)."""
+        self.webhook_attempt_failures.inc()
+
+    def outbound_refusal(self, reason: str) -> None:
+        """The call API refused to dial: not_allowed, concurrency or rate."""
+        if reason in OUTBOUND_REFUSALS:
+            self.outbound_refused.labels(reason=reason).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every metric and its content type."""

@@ -126,12 +126,26 @@ def _start_up_cases(tmp_path: Path, port: int) -> dict[str, tuple[dict[str, str]
             "GATEWAY_RECORDING_DIR: cannot create",
         ),
         "endpoint scheme": ({"AZURE_VOICELIVE_ENDPOINT": "ftp://example"}, "AZURE_VOICELIVE_ENDPOINT: "),
+        # The token check comes before the bind: nothing listens beyond loopback even for a moment.
+        "call API without a token": (
+            {"OUTBOUND_API_ENABLED": "true", "METRICS_HOST": "0.0.0.0"},
+            "HTTP_AUTH_TOKEN: not set",
+        ),
+        "webhooks without a secret": ({"WEBHOOK_URLS": "http://127.0.0.1:9/hook"}, "WEBHOOK_SECRET: not set"),
     }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["sip port taken", "metrics port taken", "missing certificate", "recording folder", "endpoint scheme"],
+    [
+        "sip port taken",
+        "metrics port taken",
+        "missing certificate",
+        "recording folder",
+        "endpoint scheme",
+        "call API without a token",
+        "webhooks without a secret",
+    ],
 )
 def test_serve_start_up_errors_name_the_setting(
     case: str, env: dict[str, str], tmp_path: Path, taken_port: int

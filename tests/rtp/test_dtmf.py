@@ -166,3 +166,18 @@ def test_sender_rejects_bad_input() -> None:
         sender.send("x")
     with pytest.raises(ValueError):
         sender.send("1", 0)
+
+
+def test_sender_pause_keeps_keys_apart_with_audio_ticks_between() -> None:
+    sender = TelephoneEventSender()
+    sender.send("1", 100, pause_ms=60)
+    sender.send("2", 100)
+    ticks = [sender.tick(160 * n) for n in range(20)]
+    sent = [t for t in ticks if t is not None]
+    first = [t for t in sent if t.timestamp == 0]
+    # 100 ms = 5 updates, the last an end packet sent three times; the marker only on the first.
+    assert len(first) == 7 and [t.marker for t in first] == [True] + [False] * 6
+    assert [parse_event_payload(t.payload)[1] for t in first] == [False] * 4 + [True] * 3
+    # Then three empty ticks (60 ms: audio goes out), and the next key starts with its own marker.
+    assert ticks[7:10] == [None, None, None]
+    assert ticks[10] is not None and ticks[10].marker and ticks[10].timestamp == 1600

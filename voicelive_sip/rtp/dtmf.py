@@ -137,28 +137,34 @@ class TelephoneEventSender:
         self.clock_rate = clock_rate
         self.frame_samples = frame_samples
         self.volume = volume
-        self._queue: deque[tuple[int, int]] = deque()
+        self._queue: deque[tuple[int, int, int]] = deque()
         self._event: int | None = None
+        self._pause = 0  # ticks still to pass without events after the last end packet
+        self._pause_after = 0
         self._timestamp = 0
         self._total = 0
         self._updates = 0
         self._sent = 0
 
-    def send(self, digit: str, duration_ms: int = 100) -> None:
-        """Queue a digit (0-9 * # A-D) lasting `duration_ms`; raises ValueError or OverflowError."""
+    def send(self, digit: str, duration_ms: int = 100, *, pause_ms: int = 0) -> None:
+        """Queue a digit (0-9 * # A-D) lasting `duration_ms`, then `pause_ms` without events after its end
+        packets; raises ValueError or OverflowError."""
         digit = digit.upper()
         if len(digit) != 1 or digit not in DTMF_DIGITS:
             raise ValueError(f"not a DTMF digit: {digit!r}")
         if not 10 <= duration_ms <= 8000:
             raise ValueError("DTMF duration must be 10-8000 ms (one RFC 4733 segment)")
+        if not 0 <= pause_ms <= 2000:
+            raise ValueError("DTMF pause must be 0-2000 ms")
         if len(self._queue) >= MAX_QUEUED_DIGITS:
             raise OverflowError("too many DTMF digits queued")
-        self._queue.append((DTMF_DIGITS.index(digit), duration_ms * self.clock_rate // 1000))
+        pause_ticks = math.ceil(pause_ms * self.clock_rate / 1000 / self.frame_samples)
+        self._queue.append((DTMF_DIGITS.index(digit), duration_ms * self.clock_rate // 1000, pause_ticks))
 
     @property
     def active(self) -> bool:
-        """True while an event is being sent or digits are queued."""
-        return self._event is not None or bool(self._queue)
+        """True while an event is being sent, its pause runs, or digits are queued."""
+        return self._event is not None or self._pause > 0 or bool(self._queue)
 
     def clear(self) -> None:
         """Drop queued digits; an event in progress still completes with its end packets."""
@@ -167,9 +173,12 @@ class TelephoneEventSender:
     def tick(self, timestamp: int) -> TelephoneEventPacket | None:
         """The packet for this tick, if any; `timestamp` is where the audio stream is now."""
         if self._event is None:
+            if self._pause > 0:
+                self._pause -= 1
+                return None
             if not self._queue:
                 return None
-            self._event, self._total = self._queue.popleft()
+            self._event, self._total, self._pause_after = self._queue.popleft()
             self._timestamp = timestamp & 0xFFFFFFFF
             self._updates = max(1, math.ceil(self._total / self.frame_samples))
             self._sent = 0
@@ -180,4 +189,5 @@ class TelephoneEventSender:
         payload = build_event_payload(self._event, end, self.volume, duration)
         if self._sent >= self._updates + END_RETRANSMISSIONS - 1:
             self._event = None
+            self._pause = self._pause_after
         return TelephoneEventPacket(payload, first, self._timestamp)

@@ -57,6 +57,7 @@ class CallInfo:
     caller: str
     callee: str
     direction: Literal["inbound", "outbound"]
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the call API request's metadata
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
