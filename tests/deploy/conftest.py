@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.conftest import LOCALHOST, Process, Processes, free_port, require_binary
+from tests.interop.conftest import LOCALHOST, Kamailio, Process, Processes, free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -269,27 +269,12 @@ _IN_DIALOG = re.compile(r"call (?P<call_id>\S+): (?P<method>[A-Z]+) from (?P<sou
 
 
 @dataclass
-class Dispatcher:
-    """Kamailio running deploy/kamailio/kamailio.cfg, with its dispatcher list and control socket."""
-
-    port: int
-    ctl_socket: Path
-    process: Process
-    kamcmd_binary: str
+class Dispatcher(Kamailio):
+    """Kamailio running deploy/kamailio/kamailio.cfg, with its dispatcher list and control socket (kamcmd)."""
 
     @property
     def uri(self) -> str:
         return f"sip:agent@{LOCALHOST}:{self.port}"
-
-    def kamcmd(self, *args: str) -> str:
-        completed = subprocess.run(
-            [self.kamcmd_binary, "-s", f"unix:{self.ctl_socket}", *args],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return completed.stdout
 
     def destinations(self) -> dict[str, str]:
         """Flags of every gateway by URI, from `kamcmd dispatcher.list`: AP active, IP inactive (probing)."""

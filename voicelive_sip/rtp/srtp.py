@@ -115,29 +115,22 @@ class SrtpContext:
 
     def unprotect(self, packet: bytes, now: float) -> bytes:
         """The RTP packet inside SRTP `packet`, authenticated and not a replay; SrtpDropped otherwise."""
-        try:
-            return self._inbound.unprotect(packet)
-        except (pylibsrtp.Error, ValueError) as error:
-            dropped = _dropped(error)
-        previous = self._fallback(dropped, now)
-        if previous is None:
-            raise dropped
-        try:
-            return previous.unprotect(packet)
-        except (pylibsrtp.Error, ValueError) as error:
-            raise _dropped(error) from None  # the old context's verdict: it knows the packet's key
+        return self._unprotect(packet, now, rtcp=False)
 
     def unprotect_rtcp(self, packet: bytes, now: float) -> bytes:
         """The RTCP packet inside SRTCP `packet`, authenticated and not a replay; SrtpDropped otherwise."""
+        return self._unprotect(packet, now, rtcp=True)
+
+    def _unprotect(self, packet: bytes, now: float, *, rtcp: bool) -> bytes:
         try:
-            return self._inbound.unprotect_rtcp(packet)
+            return self._inbound.unprotect_rtcp(packet) if rtcp else self._inbound.unprotect(packet)
         except (pylibsrtp.Error, ValueError) as error:
             dropped = _dropped(error)
         previous = self._fallback(dropped, now)
         if previous is None:
             raise dropped
         try:
-            return previous.unprotect_rtcp(packet)
+            return previous.unprotect_rtcp(packet) if rtcp else previous.unprotect(packet)
         except (pylibsrtp.Error, ValueError) as error:
             raise _dropped(error) from None  # the old context's verdict: it knows the packet's key
 
