@@ -125,8 +125,7 @@ class AnsweringMachineDetector:
         data = np.concatenate((self._pending, pcm)) if self._pending.size else pcm
         whole = len(data) - len(data) % BLOCK
         for start in range(0, whole, BLOCK):
-            self._block(data[start : start + BLOCK].astype(np.float64))
-            if self.done:
+            if self._block(data[start : start + BLOCK].astype(np.float64)):
                 break
         self._pending = np.array(data[whole:], dtype=np.int16)
 
@@ -139,8 +138,7 @@ class AnsweringMachineDetector:
         self._last_audio += blocks * BLOCK_MS / 1000
         silence = np.zeros(BLOCK, dtype=np.float64)
         for _ in range(blocks):
-            self._block(silence)
-            if self.done:
+            if self._block(silence):
                 break
 
     def get_timer(self) -> float | None:
@@ -151,7 +149,12 @@ class AnsweringMachineDetector:
         return self._events.popleft() if self._events else None
 
     # -- analysis ------------------------------------------------------------------------------------------
-    def _block(self, block: npt.NDArray[np.float64]) -> None:
+    def _block(self, block: npt.NDArray[np.float64]) -> bool:
+        """Analyse one 20 ms block; True once done."""
+        self._analyse(block)
+        return self.done
+
+    def _analyse(self, block: npt.NDArray[np.float64]) -> None:
         p = self.parameters
         self._total_ms += BLOCK_MS
         silent = float(np.mean(np.abs(block))) < p.silence_threshold

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..amd import AmdParameters, AnsweringMachineDetector, AmdVerdict, BeepDetected
+from ..amd import AmdParameters, AmdVerdict, AnsweringMachineDetector, BeepDetected
 from .phone import Pcm, render_sentence
 
 __all__ = ["AmdSample", "classify", "confusion", "labelled_set", "main"]
@@ -28,10 +28,10 @@ GREETINGS = (
     "Hello, this is Michael. Sorry I missed you. Leave your name and number and I'll call you back.",
     "The person you are calling is not available. Please record your message after the tone.",
     "You have reached the voicemail of Sarah Miller. Please leave a message.",
-    "Thanks for calling Acme Dental. Our office is closed. Please leave a message and we will return your call.",
+    "Thanks for calling Acme Dental. Our office is closed. Leave a message and we will return your call.",
     "Hey, it's Tom. Leave a message.",
     "Please leave a message after the beep.",
-    "Hi, you've reached the Johnsons. We're not home right now, but leave a message and we'll get back to you.",
+    "Hi, you've reached the Johnsons. We're not home right now, leave a message and we'll call you back.",
     "This mailbox belongs to Chris. I'm away until Monday. For urgent matters, call the front desk.",
     "Hello. You have reached five five five, zero one zero zero. Please leave a message.",
 )
@@ -140,7 +140,8 @@ def confusion(
         verdict, beeped = classify(sample.pcm, parameters)
         status = verdict.status if verdict is not None else "NOTSURE"
         matrix[sample.label, status] += 1
-        causes.append((sample.name, f"{status} {verdict.cause if verdict else ''}{' +beep' if beeped else ''}"))
+        cause = verdict.cause if verdict is not None else ""
+        causes.append((sample.name, f"{status} {cause}{' +beep' if beeped else ''}"))
     return matrix, causes
 
 
