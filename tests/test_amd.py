@@ -1,4 +1,4 @@
-"""The answering-machine detector: app_amd's decisions on synthetic audio, fed 20 ms at a time on a fake clock."""
+"""The answering-machine detector: app_amd's decisions on synthetic audio fed 20 ms at a time, fake clock."""
 
 from __future__ import annotations
 
