@@ -19,6 +19,7 @@ import numpy.typing as npt
 __all__ = [
     "AmdEvent",
     "AmdParameters",
+    "AmdPolicy",
     "AmdVerdict",
     "AnsweringMachineDetector",
     "BeepDetected",
@@ -57,6 +58,28 @@ class AmdParameters:
     beep_tonality: float = 0.8  # share of a frame's energy within +-50 Hz of its peak for a tone
     greeting_end_silence: int = 1500  # a machine's greeting is over after this much silence (no beep)
     max_greeting_wait: int = 30_000  # leave the message by then, beep or not (from the start of the call)
+
+
+@dataclass(frozen=True, slots=True)
+class AmdPolicy:
+    """AMD on one call: how to detect, and what to do about a machine (a person always gets the agent).
+
+    `machine_action` voicemail needs `voicemail_message` (said word for word) or `voicemail_instructions`
+    (the model composes it); with neither, a machine is hung up on. `hold_agent_audio`: the agent stays
+    silent and deaf until the verdict.
+    """
+
+    parameters: AmdParameters = AmdParameters()
+    machine_action: Literal["hangup", "voicemail"] = "hangup"
+    voicemail_message: str = ""
+    voicemail_instructions: str = ""
+    hold_agent_audio: bool = True
+
+    @property
+    def leaves_message(self) -> bool:
+        return self.machine_action == "voicemail" and bool(
+            self.voicemail_message or self.voicemail_instructions
+        )
 
 
 @dataclass(frozen=True, slots=True)
