@@ -527,7 +527,7 @@ def amd_policy(
         **{
             name: getattr(settings, name)
             for name in AmdParameters.__dataclass_fields__
-            if name in settings.model_fields
+            if name in type(settings).model_fields
         }
     )
     message, instructions = settings.voicemail_message, settings.voicemail_instructions
