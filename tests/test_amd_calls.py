@@ -1,4 +1,4 @@
-"""AMD on real calls: a voicemail callee gets the message only after its beep, then a BYE; a person gets the agent."""
+"""AMD on real calls: a voicemail callee gets the message after its beep, then BYE; a person gets the agent."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ async def test_a_voicemail_callee_hears_the_message_only_after_its_beep_then_the
     assert ended.by == "remote"  # the gateway hung up
     assert summary.end_reason == "voicemail-left"
     # The callee's recording: nothing from the agent while the greeting and the beep played, then the message.
-    assert phone_call.energy_dbfs(end=beep_sent) == -np.inf or phone_call.energy_dbfs(end=beep_sent) < -50
+    assert phone_call.energy_dbfs(end=beep_sent) < -50
     first = phone_call.first_audio_time()
     assert first is not None and first > beep_sent > greeting_sent
     amd = summary.amd
