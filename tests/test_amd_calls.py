@@ -1,4 +1,4 @@
-"""AMD on real calls: a voicemail callee gets the message after its beep, then BYE; a person gets the agent."""
+"""AMD on real calls: a voicemail callee gets the message after its beep, then BYE; a person, the agent."""
 
 from __future__ import annotations
 
