@@ -298,6 +298,12 @@ def _call_schema() -> dict[str, Any]:
             },
             "sip_status": {"type": ["integer", "null"]},
             "sip_call_id": nullable_string,
+            "amd": {
+                "type": ["object", "null"],
+                "description": "Answering-machine detection: status (HUMAN, MACHINE, NOTSURE), cause, at_ms, "
+                "action (conversation, hangup, voicemail), beep_at_ms, beep_hz, greeting_ended, "
+                "message_at_ms; null until a verdict, or without AMD.",
+            },
             "summary": {
                 "type": ["object", "null"],
                 "description": "The call summary (timings, RTP statistics, tokens, transcript, tool calls, "
@@ -320,6 +326,7 @@ def openapi() -> dict[str, Any]:
         return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
 
     request_schema = CallRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested = request_schema.pop("$defs", {})  # AmdRequest: a component of its own, where the $ref points
     unauthorized = error("Missing or wrong bearer token (HTTP_AUTH_TOKEN).")
     call_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     accepted = {
@@ -338,6 +345,7 @@ def openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "CallRequest": request_schema,
+                **nested,
                 "Call": _call_schema(),
                 "Accepted": accepted,
                 "Error": _error_schema(),
