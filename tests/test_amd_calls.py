@@ -145,3 +145,13 @@ async def test_amd_off_for_one_call_goes_straight_to_the_agent(gateway: Gateway,
     await phone_call.wait_for(lambda c: c.first_audio_time() is not None, timeout=10)  # greeting, no wait
     assert session.summary.amd is None
     await phone_call.hangup()
+
+
+async def test_the_amd_field_is_validated(api: ObservabilityServer, sip_phone: SipPhone) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
+        for amd in ({"action": "voicemail"}, {"machine_action": "fax"}, "yes", {"voicemail_message": ""}):
+            body = {"to": sip_phone.uri, "amd": amd}
+            async with client.post(f"{api.url}/calls", json=body, headers=headers) as response:
+                assert response.status == 422, amd
+                assert (await response.json())["error"] == "invalid_request"

@@ -331,6 +331,7 @@ class CallSession:
         # Answering-machine detection listens from the first callee frame on (outbound calls that ask for it).
         self._amd = CallAmd(amd, media.codec.law, loop.time()) if amd is not None else None
         self._amd_wake = asyncio.Event()
+        self._voicemail_limit: asyncio.TimerHandle | None = None
         self.media.on_played = self._played
         self.voicelive.on_delayed_send = self._uplink_delayed
         # Caller audio from here on arrives by callback; what came before (since the answer) is handed over.
@@ -877,7 +878,7 @@ class CallSession:
                 template, text = VOICEMAIL_INSTRUCTIONS, policy.voicemail_instructions
             # The reply ends the call: the built-in hang-up path waits for it to finish playing, then BYEs.
             self._ending, self._hang_up_reason = "hang_up", "voicemail-left"
-            self._loop.call_later(MAX_VOICEMAIL_S, self._stop)
+            self._voicemail_limit = self._loop.call_later(MAX_VOICEMAIL_S, self._stop)
             await self.voicelive.create_response(template.format(text=text))
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
@@ -952,6 +953,8 @@ class CallSession:
     async def _finish(self) -> None:
         if self._digit_timer is not None:
             self._digit_timer.cancel()
+        if self._voicemail_limit is not None:
+            self._voicemail_limit.cancel()
         if not self.call.ended:
             await self._end_call()
         self._tasks.cancel()
