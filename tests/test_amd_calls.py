@@ -155,3 +155,19 @@ async def test_the_amd_field_is_validated(api: ObservabilityServer, sip_phone: S
             async with client.post(f"{api.url}/calls", json=body, headers=headers) as response:
                 assert response.status == 422, amd
                 assert (await response.json())["error"] == "invalid_request"
+
+
+async def test_without_holding_the_agent_talks_at_once_and_stops_for_a_machine(
+    gateway: Gateway, sip_phone: SipPhone, fake_voicelive: FakeVoiceLive
+) -> None:
+    policy = AmdPolicy(machine_action="hangup", hold_agent_audio=False)
+    placing = asyncio.ensure_future(gateway.call(sip_phone.uri, amd=policy))
+    phone_call = await sip_phone.answer_next()
+    session: CallSession = await placing
+    # The greeting starts while AMD listens; the callee's silence makes it a machine after 2.5 s.
+    phone_call.play_nowait(np.zeros(8000 * 6, dtype=np.int16))
+    await phone_call.wait_for(lambda c: c.first_audio_time() is not None, timeout=10)
+    ended = await phone_call.wait_ended()
+    summary = await session.wait_ended(timeout=10)
+    assert ended.by == "remote" and summary.end_reason == "amd-machine"
+    assert summary.amd is not None and summary.amd.cause == "INITIALSILENCE-2500-2500"

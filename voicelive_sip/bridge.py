@@ -1011,6 +1011,7 @@ class CallSession:
             profile=s.profile,
             agent=s.agent,
             conversation_id=s.conversation_id,
+            amd=s.amd.status if s.amd is not None else None,
         )
         self._publish(SessionFinished(s.end_reason, s.ended_by))
         self._ended.set()
