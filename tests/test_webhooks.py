@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from voicelive_sip import CallSession, Gateway, tool
+from voicelive_sip.amd import AmdPolicy
 from voicelive_sip.config import GatewaySettings, WebhookSettings
 from voicelive_sip.metrics import GatewayMetrics
 from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
@@ -239,3 +240,20 @@ def test_the_documented_verification_snippet_accepts_our_signature_only() -> Non
     assert namespace["verify_webhook"](SECRET.encode(), header, body)
     assert not namespace["verify_webhook"](SECRET.encode(), header, body + b" ")
     assert not namespace["verify_webhook"](b"wrong", header, body)
+
+
+async def test_answering_machine_detection_reports_its_verdict_between_answered_and_ended(
+    gateway: Gateway, sip_phone: SipPhone, receiver: Receiver
+) -> None:
+    placing = asyncio.ensure_future(gateway.call(sip_phone.uri, amd=AmdPolicy(machine_action="hangup")))
+    phone_call = await sip_phone.answer_next()
+    session: CallSession = await placing
+    phone_call.play_nowait(np.zeros(8000 * 4, dtype=np.int16))  # a machine that says nothing at first
+    await session.wait_ended(timeout=10)
+    events = await receiver.wait_for(4)
+
+    assert receiver.types == ["call.started", "call.answered", "call.amd", "call.ended"]
+    verdict = {"status": "MACHINE", "cause": "INITIALSILENCE-2500-2500", "at_ms": 2500, "action": "hangup"}
+    assert events[2]["data"] == verdict
+    summary = events[3]["data"]["summary"]
+    assert summary["end_reason"] == "amd-machine" and summary["amd"]["status"] == "MACHINE"

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
         UserAgent,
         UserAgentOptions,
     )
+    from .amd import AmdParameters, AmdPolicy
     from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
-    from .call_events import BargedIn, SessionFinished, ToolCalled, TranscriptLine
+    from .call_events import AmdDetected, AmdOutcome, BargedIn, SessionFinished, ToolCalled, TranscriptLine
     from .codecs.names import Codec
     from .config import ConfigError, Settings, StartupError
     from .errors import (
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
 
 # name -> module that defines it
 _EXPORTS = {
+    "AmdDetected": ".call_events",
+    "AmdOutcome": ".call_events",
+    "AmdParameters": ".amd",
+    "AmdPolicy": ".amd",
     "BargedIn": ".call_events",
     "SessionFinished": ".call_events",
     "StartupError": ".config",
@@ -97,6 +102,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AmdDetected",
+    "AmdOutcome",
+    "AmdParameters",
+    "AmdPolicy",
     "BargedIn",
     "Call",
     "CallEnded",

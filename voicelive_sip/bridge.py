@@ -31,7 +31,17 @@ from .aio import (
     UserAgent,
 )
 from .aio.endpoint import target_uri
-from .call_events import BargedIn, SessionEvent, SessionFinished, ToolCalled, TranscriptLine
+from .amd import AmdEvent, AmdPolicy, AmdVerdict, BeepDetected, GreetingEnded
+from .amd_call import CallAmd
+from .call_events import (
+    AmdDetected,
+    AmdOutcome,
+    BargedIn,
+    SessionEvent,
+    SessionFinished,
+    ToolCalled,
+    TranscriptLine,
+)
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
 from .errors import LocalProtocolError, SipParseError
@@ -77,6 +87,12 @@ E = TypeVar("E", bound=SessionEvent)
 MAX_EVENTS = 1000  # a call's event history (what `wait_for` looks through), oldest dropped first
 MAX_TOOL_CALLS = 200
 _G711_BYTES_PER_MS = 8  # agent audio reaches the bridge as G.711 at 8 kHz
+MAX_VOICEMAIL_S = 120.0  # a voicemail message that never ends (a model that never finishes) is cut off
+VOICEMAIL_TEXT = (
+    "An answering machine is recording; no person is listening. Say exactly this message, word for word, "
+    "then stop: {text}"
+)
+VOICEMAIL_INSTRUCTIONS = "An answering machine is recording; no person is listening. {text}"
 
 
 class BuiltinTools:
@@ -249,6 +265,7 @@ class CallSummary:
     agent: str | None = None  # the Foundry agent the session ran on (None: a model)
     # The Foundry conversation, when the service named one: VOICE_LIVE_AGENT_CONVERSATION_ID resumes it.
     conversation_id: str | None = None
+    amd: AmdOutcome | None = None  # answering-machine detection on an outbound call (None: it did not run)
 
 
 class CallSession:
@@ -268,6 +285,7 @@ class CallSession:
         on_recording: RecordingHook | None = None,
         on_media_update: MediaUpdate | None = None,
         direction: str = "inbound",
+        amd: AmdPolicy | None = None,
     ) -> None:
         self.call = call
         self.media = media
@@ -309,6 +327,11 @@ class CallSession:
         self._downlink_processing = 0.0
         self._silence_mark = 0
         self.metrics: GatewayMetrics | None = None
+        self._hang_up_reason = "agent-hangup"
+        # Answering-machine detection listens from the first callee frame on (outbound calls that ask for it).
+        self._amd = CallAmd(amd, media.codec.law, loop.time()) if amd is not None else None
+        self._amd_wake = asyncio.Event()
+        self._voicemail_limit: asyncio.TimerHandle | None = None
         self.media.on_played = self._played
         self.voicelive.on_delayed_send = self._uplink_delayed
         # Caller audio from here on arrives by callback; what came before (since the answer) is handed over.
@@ -399,10 +422,12 @@ class CallSession:
         on_recording: RecordingHook | None = None,
         timeout: float | None = None,
         metrics: GatewayMetrics | None = None,
+        amd: AmdPolicy | None = None,
     ) -> CallSession:
         """Place a call (the agent calls someone), wait for the answer; Voice Live connects while it rings.
 
         Not named `call`: that is the session's signalling call (`session.call`). Waits like `Gateway.call`.
+        `amd`: detect an answering machine first, and act on it (see `AmdPolicy`).
         """
         started = asyncio.get_running_loop().time()
         gateway = settings.gateway
@@ -435,7 +460,7 @@ class CallSession:
         try:
             return cls._build(
                 call, rtp, voicelive, settings, runner, builtins, on_dtmf, on_recording, "outbound",
-                metrics=metrics, media=media, started=started,
+                metrics=metrics, media=media, started=started, amd=amd,
             )  # fmt: skip
         except BaseException:
             await _release(call, rtp, voicelive)
@@ -457,6 +482,7 @@ class CallSession:
         metrics: GatewayMetrics | None,
         media: NegotiatedMedia | None,
         started: float,
+        amd: AmdPolicy | None = None,
     ) -> CallSession:
         """The session of a call whose media is up (`media` as negotiated, set up since `started`)."""
         recorder, failed = None, None
@@ -484,6 +510,7 @@ class CallSession:
             on_recording=on_recording,
             on_media_update=functools.partial(_apply_media, rtp, *_media_peer(call, settings.media)),
             direction=direction,
+            amd=amd,
         )
         session.metrics = metrics
         session.summary.recording_failed = failed
@@ -509,8 +536,11 @@ class CallSession:
         workers.spawn(self._downlink(), name="call.downlink")
         workers.spawn(self._sip_events(), name="call.sip_events")
         workers.spawn(self._media_events(), name="call.media_events")
+        if self._amd is not None:
+            workers.spawn(self._amd_watch(), name="call.amd")
         try:
-            await self.voicelive.greet()
+            if self._amd is None or not self._amd.policy.hold_agent_audio:
+                await self.voicelive.greet()
             await self._done.wait()
         finally:
             workers.cancel()
@@ -574,6 +604,10 @@ class CallSession:
         now = self._loop.time()
         if self.recorder is not None:
             self.recorder.caller(payload, now)
+        if self._amd is not None:
+            self._amd_wake.set()
+            if self._amd.caller_frame(payload, now):
+                return
         # Written to the WebSocket now, or kept in order in the session's one outage backlog (bounded).
         if self.voicelive.queue_audio(payload) and self.metrics is not None:
             self.metrics.latency("uplink", self._loop.time() - now)
@@ -632,6 +666,8 @@ class CallSession:
         media = self.media
         if event.item_id in self._interrupted:
             return  # a reply the caller already cut off: stale audio never plays
+        if self._amd is not None and self._amd.mutes_agent:
+            return  # AMD listens, or a machine's greeting still plays: the callee hears nothing of the model
         deltas, received, first = self._agent_item(event.item_id)
         self._agent_items[event.item_id] = (deltas, received + len(event.audio), first)
         if event.item_id != self._item:
@@ -778,8 +814,72 @@ class CallSession:
         deadline = self._loop.time() + self.gateway.goodbye_timeout
         while (self.media.queued_ms or self._responding) and self._loop.time() < deadline:
             await asyncio.sleep(0.02)
-        self.summary.end_reason = "agent-hangup"
+        self.summary.end_reason = self._hang_up_reason
         await self._end_call()
+
+    # -- answering-machine detection -----------------------------------------------------------------------
+    async def _amd_watch(self) -> None:
+        """Act on the detector's events; gaps in the callee's audio count as silence (its timer)."""
+        amd = self._amd
+        assert amd is not None
+        while True:
+            while (event := amd.next_event()) is not None:
+                await self._amd_event(amd, event)
+            timer = amd.get_timer()
+            if timer is None:
+                return
+            self._amd_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(timer):
+                    await self._amd_wake.wait()
+            amd.handle_timer(self._loop.time())
+
+    async def _amd_event(self, amd: CallAmd, event: AmdEvent) -> None:
+        outcome = self.summary.amd
+        if isinstance(event, AmdVerdict):
+            action = "conversation"
+            if event.status == "MACHINE":
+                action = "voicemail" if amd.policy.leaves_message else "hangup"
+            self.summary.amd = AmdOutcome(event.status, event.cause, event.at_ms, action)
+            self._log.info(
+                "call.amd", status=event.status, cause=event.cause, at_ms=event.at_ms, action=action
+            )
+            if self.metrics is not None:
+                self.metrics.amd_result(event.status)
+            self._publish(AmdDetected(event.status, event.cause, event.at_ms, action))
+            if action == "conversation":
+                # NOTSURE too: a person who spoke at length is better served than hung up on.
+                amd.phase = "done"
+                for frame in amd.release():
+                    self.voicelive.queue_audio(frame)
+                if amd.policy.hold_agent_audio:
+                    await self.voicelive.greet()
+            elif action == "hangup":
+                amd.phase = "done"
+                self.summary.end_reason = "amd-machine"
+                await self._end_call()
+            else:
+                amd.phase = "machine"
+                amd.release()
+                if not amd.policy.hold_agent_audio:  # the conversation had started: stop it
+                    self.media.clear()
+                    await self.voicelive.cancel_response()
+                    self.voicelive.clear_output()
+        elif isinstance(event, BeepDetected) and outcome is not None:
+            outcome.beep_at_ms, outcome.beep_hz = event.at_ms, event.frequency
+            self._log.info("call.amd_beep", at_ms=event.at_ms, frequency=event.frequency, ms=event.length_ms)
+        elif isinstance(event, GreetingEnded) and outcome is not None and amd.phase == "machine":
+            amd.phase = "message"
+            outcome.greeting_ended, outcome.message_at_ms = event.cause, event.at_ms
+            self._log.info("call.voicemail_message", greeting_ended=event.cause, at_ms=event.at_ms)
+            policy = amd.policy
+            template, text = VOICEMAIL_TEXT, policy.voicemail_message
+            if not text:
+                template, text = VOICEMAIL_INSTRUCTIONS, policy.voicemail_instructions
+            # The reply ends the call: the built-in hang-up path waits for it to finish playing, then BYEs.
+            self._ending, self._hang_up_reason = "hang_up", "voicemail-left"
+            self._voicemail_limit = self._loop.call_later(MAX_VOICEMAIL_S, self._stop)
+            await self.voicelive.create_response(template.format(text=text))
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def _offset(self, moment: float | None = None) -> float:
@@ -853,6 +953,8 @@ class CallSession:
     async def _finish(self) -> None:
         if self._digit_timer is not None:
             self._digit_timer.cancel()
+        if self._voicemail_limit is not None:
+            self._voicemail_limit.cancel()
         if not self.call.ended:
             await self._end_call()
         self._tasks.cancel()
@@ -909,6 +1011,7 @@ class CallSession:
             profile=s.profile,
             agent=s.agent,
             conversation_id=s.conversation_id,
+            amd=s.amd.status if s.amd is not None else None,
         )
         self._publish(SessionFinished(s.end_reason, s.ended_by))
         self._ended.set()

@@ -12,17 +12,19 @@ import ipaddress
 import json
 import math
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._logger import get_logger
+from .amd import AmdPolicy
 from .config import StartupError
 from .dialer import Dialer, DialRequest, OutboundCall, Refused
+from .gateway import amd_policy
 
-__all__ = ["MAX_BODY_BYTES", "CallApi", "CallRequest", "is_loopback", "openapi"]
+__all__ = ["MAX_BODY_BYTES", "AmdRequest", "CallApi", "CallRequest", "is_loopback", "openapi"]
 
 log = get_logger("voicelive_sip.call_api")
 
@@ -32,6 +34,27 @@ MAX_METADATA_KEYS = 32
 MAX_LISTED = 500
 NO_STORE = {"Cache-Control": "no-store"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AmdRequest(BaseModel):
+    """The `amd` field of POST /calls: answering-machine detection for this call."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="AmdRequest")
+
+    enabled: bool = Field(default=True, description="Detect a person or a machine before the agent speaks.")
+    machine_action: Literal["hangup", "voicemail"] | None = Field(
+        default=None,
+        description="On a machine: hang up, or leave a voicemail after the beep (AMD_MACHINE_ACTION).",
+    )
+    voicemail_message: Annotated[str, Field(min_length=1, max_length=2_000)] | None = Field(
+        default=None,
+        description="The voicemail message, said word for word (default: AMD_VOICEMAIL_MESSAGE).",
+    )
+    voicemail_instructions: Annotated[str, Field(min_length=1, max_length=16_000)] | None = Field(
+        default=None,
+        description="Instructions the agent composes the voicemail message from, when there is no "
+        "voicemail_message (default: AMD_VOICEMAIL_INSTRUCTIONS).",
+    )
 
 
 class CallRequest(BaseModel):
@@ -63,6 +86,11 @@ class CallRequest(BaseModel):
     )
     ring_timeout: Annotated[float, Field(gt=0, le=300)] | None = Field(
         default=None, description="Seconds to ring before giving up (default: OUTBOUND_RING_TIMEOUT)."
+    )
+    amd: bool | AmdRequest | None = Field(
+        default=None,
+        description="Answering-machine detection: true or false, or an object with the voicemail policy "
+        "(default: AMD_ENABLED and the AMD_* settings).",
     )
 
     @field_validator("metadata")
@@ -190,9 +218,25 @@ class CallApi:
                 metadata=body.metadata,
                 webhook_url=body.webhook_url,
                 ring_timeout=body.ring_timeout,
+                amd=self._amd(body.amd),
             )
         )
         return _ok(202, {"id": call.id, "state": call.state}, {"Location": f"/calls/{call.id}"})
+
+    def _amd(self, requested: bool | AmdRequest | None) -> AmdPolicy | None:
+        """The call's AMD policy from the request and the AMD_* settings (None: off)."""
+        settings = self.dialer.gateway.settings.amd
+        if requested is None:
+            return amd_policy(settings)
+        if isinstance(requested, bool):
+            return amd_policy(settings, enabled=requested)
+        return amd_policy(
+            settings,
+            enabled=requested.enabled,
+            machine_action=requested.machine_action,
+            voicemail_message=requested.voicemail_message,
+            voicemail_instructions=requested.voicemail_instructions,
+        )
 
     async def _list(self, request: web.Request) -> web.Response:
         try:
@@ -254,6 +298,12 @@ def _call_schema() -> dict[str, Any]:
             },
             "sip_status": {"type": ["integer", "null"]},
             "sip_call_id": nullable_string,
+            "amd": {
+                "type": ["object", "null"],
+                "description": "Answering-machine detection: status (HUMAN, MACHINE, NOTSURE), cause, at_ms, "
+                "action (conversation, hangup, voicemail), beep_at_ms, beep_hz, greeting_ended, "
+                "message_at_ms; null until a verdict, or without AMD.",
+            },
             "summary": {
                 "type": ["object", "null"],
                 "description": "The call summary (timings, RTP statistics, tokens, transcript, tool calls, "
@@ -276,6 +326,7 @@ def openapi() -> dict[str, Any]:
         return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
 
     request_schema = CallRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested = request_schema.pop("$defs", {})  # AmdRequest: a component of its own, where the $ref points
     unauthorized = error("Missing or wrong bearer token (HTTP_AUTH_TOKEN).")
     call_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     accepted = {
@@ -294,6 +345,7 @@ def openapi() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "CallRequest": request_schema,
+                **nested,
                 "Call": _call_schema(),
                 "Accepted": accepted,
                 "Error": _error_schema(),

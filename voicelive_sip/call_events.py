@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["BargedIn", "SessionEvent", "SessionFinished", "ToolCalled", "TranscriptLine"]
+__all__ = [
+    "AmdDetected",
+    "AmdOutcome",
+    "BargedIn",
+    "SessionEvent",
+    "SessionFinished",
+    "ToolCalled",
+    "TranscriptLine",
+]
 
 
 class TranscriptLine(NamedTuple):
@@ -55,4 +63,31 @@ class SessionFinished:
     ended_by: str
 
 
-SessionEvent = TranscriptLine | ToolCalled | BargedIn | SessionFinished
+@dataclass(frozen=True, slots=True)
+class AmdDetected:
+    """Answering-machine detection decided: `status` HUMAN, MACHINE or NOTSURE with app_amd's `cause`.
+
+    `at_ms`: audio time after the answer; `action`: what follows (conversation, hangup or voicemail).
+    """
+
+    status: str
+    cause: str
+    at_ms: int
+    action: str
+
+
+@dataclass(slots=True)
+class AmdOutcome:
+    """AMD on one call, for `CallSummary.amd`: the verdict, then for a machine the beep and the message."""
+
+    status: str
+    cause: str
+    at_ms: int
+    action: str  # conversation, hangup or voicemail
+    beep_at_ms: int | None = None  # when the beep ended (audio time after the answer)
+    beep_hz: float | None = None
+    greeting_ended: str | None = None  # beep, silence or timeout: what started the voicemail message
+    message_at_ms: int | None = None  # when the message was requested from the model
+
+
+SessionEvent = TranscriptLine | ToolCalled | BargedIn | AmdDetected | SessionFinished

@@ -774,6 +774,88 @@ def _web_addresses(value: list[str]) -> list[str]:
     return value
 
 
+class AmdSettings(SettingsGroup):
+    """Answering-machine detection on outbound calls (app_amd's parameters, in ms) and voicemail drop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AMD_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
+
+    enabled: bool = Field(
+        default=False,
+        description="Listen to the first seconds of every answered outbound call for a person or a machine "
+        "(an API call may turn it on or off with its amd field).",
+    )
+    initial_silence: int = Field(
+        default=2500,
+        ge=100,
+        le=60_000,
+        description="Silence before any speech longer than this: MACHINE (ms).",
+    )
+    greeting: int = Field(
+        default=1500, ge=100, le=60_000, description="Speech in the greeting longer than this: MACHINE (ms)."
+    )
+    after_greeting_silence: int = Field(
+        default=800, ge=20, le=60_000, description="Silence after a short greeting this long: HUMAN (ms)."
+    )
+    total_analysis_time: int = Field(
+        default=5000, ge=500, le=60_000, description="No decision by then: NOTSURE, treated as a person (ms)."
+    )
+    min_word_length: int = Field(default=100, ge=20, le=5000, description="Speech this long is a word (ms).")
+    between_words_silence: int = Field(
+        default=50, ge=20, le=5000, description="Silence this long ends a word (ms)."
+    )
+    maximum_number_of_words: int = Field(
+        default=2, ge=1, le=100, description="More words than this in the greeting: MACHINE."
+    )
+    maximum_word_length: int = Field(
+        default=5000, ge=100, le=60_000, description="One word longer than this: MACHINE (ms)."
+    )
+    silence_threshold: int = Field(
+        default=256,
+        ge=1,
+        le=32767,
+        description="Mean absolute sample value (16-bit) below which a 20 ms frame is silence.",
+    )
+    beep_min_length: int = Field(
+        default=120, ge=40, le=5000, description="A steady tone in 400-2000 Hz this long is a beep (ms)."
+    )
+    greeting_end_silence: int = Field(
+        default=1500,
+        ge=100,
+        le=60_000,
+        description="After a MACHINE verdict without a beep, the greeting is over after this silence (ms).",
+    )
+    max_greeting_wait: int = Field(
+        default=30_000,
+        ge=1000,
+        le=300_000,
+        description="Leave the voicemail message by this time after the answer, beep or not (ms).",
+    )
+    machine_action: Literal["hangup", "voicemail"] = Field(
+        default="hangup",
+        description="A machine answered: hang up at once, or wait for the beep and leave the voicemail "
+        "message (AMD_VOICEMAIL_MESSAGE or the call's own), then hang up.",
+    )
+    voicemail_message: str = Field(
+        default="",
+        max_length=2000,
+        description="What the agent says on an answering machine, word for word (empty: hang up instead, "
+        "unless AMD_VOICEMAIL_INSTRUCTIONS or the call gives one).",
+    )
+    voicemail_instructions: str = Field(
+        default="",
+        max_length=16_000,
+        description="Instructions for the message the agent composes for an answering machine (used when "
+        "there is no AMD_VOICEMAIL_MESSAGE).",
+    )
+    hold_agent_audio: bool = Field(
+        default=True,
+        description="Keep the agent silent (no greeting, no caller audio to the model) until AMD decides; "
+        "false lets the conversation start at once and stops it if a machine answered.",
+    )
+
+
 class WebhookSettings(SettingsGroup):
     """Lifecycle webhooks: signed JSON POSTs about every call, retried with back-off, never delaying it."""
 
@@ -834,6 +916,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    amd: AmdSettings = Field(default_factory=AmdSettings)
 
     @classmethod
     def group_models(cls) -> dict[str, type[BaseSettings]]:

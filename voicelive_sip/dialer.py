@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from ._logger import get_logger
 from ._tasks import TaskSet
 from .aio import CallFailed
+from .amd import AmdPolicy
 from .bridge import CallSession, CallSummary
 from .config import OutboundSettings, VoiceLiveSettings
 from .errors import VoiceLiveSipError
@@ -57,6 +59,7 @@ class DialRequest:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     webhook_url: str | None = None
     ring_timeout: float | None = None
+    amd: AmdPolicy | bool | None = None  # a policy, False (off), or None: AMD_ENABLED decides
 
 
 def _now() -> str:
@@ -93,8 +96,14 @@ class OutboundCall:
             "end_reason": self.end_reason,
             "sip_status": self.sip_status,
             "sip_call_id": self.sip_call_id,
+            "amd": self._amd(),
             "summary": summary_data(self.summary) if self.summary is not None else None,
         }
+
+    def _amd(self) -> dict[str, Any] | None:
+        summary = self.summary or (self.session.summary if self.session is not None else None)
+        outcome = summary.amd if summary is not None else None
+        return dataclasses.asdict(outcome) if outcome is not None else None
 
 
 class Dialer:
@@ -208,6 +217,7 @@ class Dialer:
                 voicelive_settings=self._voicelive_settings(request),
                 timeout=timeout,
                 context=context,
+                amd=request.amd,
             )
         except asyncio.CancelledError as error:
             self._ended(call, unanswered_reason(error), None)

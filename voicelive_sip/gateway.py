@@ -8,15 +8,24 @@ import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ._tasks import TaskSet
 from .aio import CallFailed, IncomingCall, Registration, RegistrationState, UserAgent
 from .aio.endpoint import target_uri
 from .aio.transport import BindFailed
+from .amd import AmdParameters, AmdPolicy
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
-from .call_events import ToolCalled
-from .config import Settings, SipSettings, StartupError, VoiceLiveSettings, agent_problems, voicelive_problems
+from .call_events import AmdDetected, ToolCalled
+from .config import (
+    AmdSettings,
+    Settings,
+    SipSettings,
+    StartupError,
+    VoiceLiveSettings,
+    agent_problems,
+    voicelive_problems,
+)
 from .errors import LocalProtocolError, SipParseError, VoiceLiveError
 from .logs import bind_call_context, get_logger
 from .metrics import GatewayMetrics
@@ -318,8 +327,12 @@ class Gateway:
         timeout: float | None = None,
         context: CallContext | None = None,
         profile: str | None = None,
+        amd: AmdPolicy | bool | None = None,
     ) -> CallSession:
         """Place an outbound call bridged to Voice Live; returns its running session once answered.
+
+        `amd`: answering-machine detection for this call: a policy, True (AMD_* settings), False (off), or
+        None (on if AMD_ENABLED).
 
         Only targets GATEWAY_OUTBOUND_ALLOWED allows are dialled (empty: none); others raise CallFailed 403.
         `timeout`: ring time before the call is cancelled (SIP_INVITE_TIMEOUT); `context`: the call's id,
@@ -328,10 +341,11 @@ class Gateway:
         """
         chosen = self.resolved_profiles[profile] if profile is not None else None
         self.outbound_target(target)
+        policy = amd if isinstance(amd, AmdPolicy) else amd_policy(self.settings.amd, enabled=amd)
         context = context or CallContext.new()
         self._notify(context, "call.started", {"direction": "outbound", "to": target})
         try:
-            session = await self._place(target, voicelive_settings, timeout, context.metadata, chosen)
+            session = await self._place(target, voicelive_settings, timeout, context.metadata, chosen, policy)
         except BaseException as error:
             if isinstance(error, VoiceLiveError):
                 self._voicelive_outcome(error)
@@ -352,6 +366,7 @@ class Gateway:
         timeout: float | None,
         metadata: Mapping[str, object],
         chosen: ResolvedProfile | None = None,
+        amd: AmdPolicy | None = None,
     ) -> CallSession:
         session = await CallSession.place(
             self.ua,
@@ -366,6 +381,7 @@ class Gateway:
             on_recording=self.on_recording,
             metrics=self.metrics,
             timeout=timeout,
+            amd=amd,
         )
         session.metadata = dict(metadata)
         return session
@@ -446,6 +462,10 @@ class Gateway:
                 data = {"name": event.name, "arguments": event.arguments, "result": event.result,
                         "at": event.at, "duration_ms": event.duration_ms, "error": event.error}  # fmt: skip
                 self._notify(context, "call.tool_called", data, session)
+            elif isinstance(event, AmdDetected):
+                verdict = {"status": event.status, "cause": event.cause, "at_ms": event.at_ms,
+                           "action": event.action}  # fmt: skip
+                self._notify(context, "call.amd", verdict, session)
 
     async def _run(self, session: CallSession, context: CallContext | None = None) -> None:
         if context is None:  # an incoming call: started and answered in one step, for the receivers
@@ -490,6 +510,37 @@ class Gateway:
             hooked = self.on_summary(summary)
             if isinstance(hooked, Awaitable):
                 await hooked
+
+
+def amd_policy(
+    settings: AmdSettings,
+    *,
+    enabled: bool | None = None,
+    machine_action: Literal["hangup", "voicemail"] | None = None,
+    voicemail_message: str | None = None,
+    voicemail_instructions: str | None = None,
+) -> AmdPolicy | None:
+    """The AMD policy of a call from the AMD_* settings and the call's overrides; None when AMD is off."""
+    if not (settings.enabled if enabled is None else enabled):
+        return None
+    parameters = AmdParameters(
+        **{
+            name: getattr(settings, name)
+            for name in AmdParameters.__dataclass_fields__
+            if name in type(settings).model_fields
+        }
+    )
+    message, instructions = settings.voicemail_message, settings.voicemail_instructions
+    if voicemail_message is not None or voicemail_instructions is not None:
+        # The call's own message replaces the deployment's, whichever form it takes.
+        message, instructions = voicemail_message or "", voicemail_instructions or ""
+    return AmdPolicy(
+        parameters,
+        machine_action=machine_action or settings.machine_action,
+        voicemail_message=message,
+        voicemail_instructions=instructions,
+        hold_agent_audio=settings.hold_agent_audio,
+    )
 
 
 def unanswered_reason(error: BaseException) -> str:

@@ -34,6 +34,7 @@ LATENCY_DIRECTIONS = frozenset({"uplink", "downlink"})
 # an SRTP call) or the replay check.
 SRTP_DROP_KINDS = ("auth", "replay")
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dropped")
+AMD_RESULTS = ("HUMAN", "MACHINE", "NOTSURE")
 OUTBOUND_REFUSALS = ("not_allowed", "concurrency", "rate")
 
 
@@ -248,6 +249,12 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.amd_results = Counter(
+            f"{PREFIX}_amd_results",
+            "Answering-machine detection verdicts on outbound calls: HUMAN, MACHINE or NOTSURE.",
+            ["result"],
+            registry=r,
+        )
 
         # Series that always exist start at zero, so rate() and absent() work before the first call.
         for direction in ("inbound", "outbound"):
@@ -258,6 +265,8 @@ class GatewayMetrics:
             self.webhook_events.labels(outcome=outcome)
         for reason in OUTBOUND_REFUSALS:
             self.outbound_refused.labels(reason=reason)
+        for result in AMD_RESULTS:
+            self.amd_results.labels(result=result)
 
     def call_started(self, direction: str) -> None:
         """A call began (inbound or outbound)."""
@@ -342,6 +351,11 @@ class GatewayMetrics:
         """The call API refused to dial: not_allowed, concurrency or rate."""
         if reason in OUTBOUND_REFUSALS:
             self.outbound_refused.labels(reason=reason).inc()
+
+    def amd_result(self, result: str) -> None:
+        """Answering-machine detection decided: HUMAN, MACHINE or NOTSURE."""
+        if result in AMD_RESULTS:
+            self.amd_results.labels(result=result).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every metric and its content type."""

@@ -100,12 +100,13 @@ AudioSource = str | os.PathLike[str] | Pcm | bytes | bytearray | memoryview | Se
 """A WAV path (any rate, any channels), int16 samples or PCM16 little-endian bytes at 8 kHz, or a Sentence."""
 
 
-def render_sentence(text: str, *, voice: str | None = None) -> Pcm | None:
-    """`text` spoken by espeak-ng as int16 samples at 8 kHz, or None when espeak-ng is not installed."""
+def render_sentence(text: str, *, voice: str | None = None, speed: int | None = None) -> Pcm | None:
+    """`text` spoken by espeak-ng (words per minute: `speed`) as int16 at 8 kHz; None without espeak-ng."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         return None
-    command = [espeak, "--stdout", *(("-v", voice) if voice else ()), text or " "]
+    options = [*(("-v", voice) if voice else ()), *(("-s", str(speed)) if speed else ())]
+    command = [espeak, "--stdout", *options, text or " "]
     result = subprocess.run(command, capture_output=True, timeout=ESPEAK_TIMEOUT, check=True)
     return _wav_to_8k(result.stdout)
 
