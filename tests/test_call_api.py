@@ -12,7 +12,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from voicelive_sip import Gateway
-from voicelive_sip.aio import IncomingCall
+from voicelive_sip.aio import CallFailed, IncomingCall
 from voicelive_sip.call_api import MAX_BODY_BYTES, CallApi, openapi
 from voicelive_sip.config import GatewaySettings, OutboundSettings, StartupError
 from voicelive_sip.dialer import Dialer
@@ -37,7 +37,9 @@ class FrozenClock:
 def gateway_settings(fake_voicelive: FakeVoiceLive) -> dict[str, Any]:
     return {
         "voicelive": fake_voicelive.settings(proactive_greeting_enabled=True),
-        "gateway": GatewaySettings(outbound_allowed=["sip:*@127.0.0.1"]),
+        "gateway": GatewaySettings(
+            outbound_allowed=["sip:*@127.0.0.1"], outbound_from_allowed=["support", "sip:+15550199@127.0.0.1"]
+        ),
         "outbound": OutboundSettings(max_concurrent=2, max_attempts_per_second=2),
     }
 
@@ -208,6 +210,84 @@ async def test_bad_requests_get_the_documented_error(
         error = await _json(response)
     assert error["error"] == code and error["message"]
     assert openapi()["paths"]["/calls"]["post"]["responses"][str(status)]
+
+
+@pytest.mark.parametrize(
+    ("asked", "user", "name"),
+    [
+        ({"from": "support", "display_name": 'Acme "Clinic" \\ Care'}, "support", 'Acme "Clinic" \\ Care'),
+        ({"from": "sip:+15550199@127.0.0.1"}, "+15550199", None),
+        ({"display_name": "Dana's reminder line"}, "voicelive", "Dana's reminder line"),
+    ],
+    ids=["bare-user-and-name", "uri-only", "name-only"],
+)
+async def test_the_callee_sees_the_from_and_display_name_asked_for(
+    api: ObservabilityServer,
+    client: aiohttp.ClientSession,
+    sip_phone: SipPhone,
+    asked: dict[str, str],
+    user: str,
+    name: str | None,
+) -> None:
+    async with client.post(f"{api.url}/calls", json={"to": sip_phone.uri, **asked}, headers=AUTH) as response:
+        assert response.status == 202
+    phone_call = await sip_phone.answer_next()
+    assert isinstance(phone_call.call, IncomingCall)
+    caller = phone_call.call.request.from_
+    assert caller.uri.user == user and caller.uri.host == "127.0.0.1"  # a bare user stays at our host
+    assert caller.display_name == name
+    await phone_call.hangup()
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [
+        ({"from": "sip:ceo@198.51.100.7"}, 403, "from_not_allowed"),  # another host: caller-ID spoofing
+        ({"from": "+15550100"}, 403, "from_not_allowed"),  # our host, a user the allow-list does not name
+        ({"from": "tel:+15550199"}, 422, "invalid_from"),
+        ({"from": "sip:support@127.0.0.1?Route=%3Csip:x@198.51.100.7%3E"}, 422, "invalid_from"),
+        ({"from": "sip:support@127.0.0.1;maddr=198.51.100.7"}, 422, "invalid_from"),
+        ({"from": "sip:@127.0.0.1"}, 422, "invalid_from"),
+        ({"from": "sip:support@127.0.0.1\r\nX-Injected: 1"}, 422, "invalid_request"),
+        ({"from": "s" * 300}, 422, "invalid_request"),
+        ({"from": ""}, 422, "invalid_request"),
+        ({"from": 15550199}, 422, "invalid_request"),
+        ({"from_": "support"}, 422, "invalid_request"),
+        ({"display_name": "Acme\r\nX-Injected: 1"}, 422, "invalid_request"),
+        ({"display_name": "Acme\x00"}, 422, "invalid_request"),
+        ({"display_name": "n" * 65}, 422, "invalid_request"),
+        ({"display_name": ""}, 422, "invalid_request"),
+    ],
+    ids=lambda v: str(v)[:40] if not isinstance(v, int) else str(v),
+)
+async def test_a_bad_or_unallowed_from_is_refused_and_nothing_is_dialled(
+    api: ObservabilityServer,
+    client: aiohttp.ClientSession,
+    sip_phone: SipPhone,
+    fields: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    async with client.post(
+        f"{api.url}/calls", json={"to": sip_phone.uri, **fields}, headers=AUTH
+    ) as response:
+        assert response.status == status
+        error = await _json(response)
+    assert error["error"] == code and error["message"]
+    assert openapi()["paths"]["/calls"]["post"]["responses"][str(status)]
+    await asyncio.sleep(0.2)
+    assert sip_phone.ua.active_calls == 0  # no INVITE reached the callee
+
+
+async def test_a_caller_chosen_from_is_refused_unless_allowed(gateway: Gateway, sip_phone: SipPhone) -> None:
+    gateway.settings.gateway.outbound_from_allowed = []  # the default: no caller-chosen From at all
+    with pytest.raises(CallFailed) as refused:
+        await gateway.call(sip_phone.uri, from_="voicelive")  # even our own user
+    assert refused.value.status_code == 403
+    with pytest.raises(ValueError, match="printable"):
+        await gateway.call(sip_phone.uri, display_name="Acme\r\nX-Injected: 1")
+    await asyncio.sleep(0.2)
+    assert sip_phone.ua.active_calls == 0  # no INVITE reached the callee
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer"])

@@ -51,7 +51,7 @@ from .recording import CallRecorder, recording_path
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSession, RtpSessionStats
 from .sdp import NegotiatedMedia
-from .sip.uri import Uri
+from .sip.uri import SipUri, Uri
 from .targets import TargetPattern, allowed
 from .voicelive import (
     AudioDelta,
@@ -423,6 +423,8 @@ class CallSession:
         timeout: float | None = None,
         metrics: GatewayMetrics | None = None,
         amd: AmdPolicy | None = None,
+        from_uri: SipUri | None = None,
+        display_name: str | None = None,
     ) -> CallSession:
         """Place a call (the agent calls someone), wait for the answer; Voice Live connects while it rings.
 
@@ -445,6 +447,8 @@ class CallSession:
                 rtp_address=settings.media.public_address or settings.media.address,
                 codecs=[codec],
                 timeout=timeout,
+                from_uri=from_uri,
+                display_name=display_name,
             )
             media = await call.answered()
             await connecting

@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._logger import get_logger
+from .aio.resolve import MAX_CALLER_LENGTH, MAX_DISPLAY_NAME_LENGTH, check_display_name
 from .amd import AmdPolicy
 from .config import StartupError
 from .dialer import Dialer, DialRequest, OutboundCall, Refused
@@ -60,11 +61,24 @@ class AmdRequest(BaseModel):
 class CallRequest(BaseModel):
     """The body of POST /calls."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="CallRequest")
+    model_config = ConfigDict(extra="forbid", strict=True, title="CallRequest", populate_by_name=False)
 
     to: Annotated[str, Field(min_length=1, max_length=256)] = Field(
         description="Number or SIP URI to call; must match GATEWAY_OUTBOUND_ALLOWED.",
         examples=["+15550100", "sip:bob@pbx.example.com"],
+    )
+    from_: Annotated[str, Field(min_length=1, max_length=MAX_CALLER_LENGTH)] | None = Field(
+        default=None,
+        alias="from",
+        description="The caller this call shows (From): a sip: or sips: URI, user@host, or a bare user at "
+        "SIP_SERVER's host; must match OUTBOUND_FROM_ALLOWED (empty: refused). Default: SIP_USER.",
+        examples=["+15550199", "sip:support@pbx.example.com"],
+    )
+    display_name: Annotated[str, Field(min_length=1, max_length=MAX_DISPLAY_NAME_LENGTH)] | None = Field(
+        default=None,
+        description="The caller's display name in From (printable, no line breaks); default: "
+        "SIP_DISPLAY_NAME.",
+        examples=["Acme Clinic"],
     )
     instructions: Annotated[str, Field(max_length=16_000)] | None = Field(
         default=None, description="System prompt for this call (default: VOICE_LIVE_INSTRUCTIONS)."
@@ -101,6 +115,18 @@ class CallRequest(BaseModel):
         if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
             raise ValueError(f"at most {MAX_METADATA_BYTES} bytes of JSON")
         return value
+
+    @field_validator("from_")
+    @classmethod
+    def _printable_caller(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or any(c.isspace() for c in value)):
+            raise ValueError("no spaces, line breaks or control characters")
+        return value
+
+    @field_validator("display_name")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        return check_display_name(value) if value is not None else None
 
     @field_validator("webhook_url")
     @classmethod
@@ -219,6 +245,8 @@ class CallApi:
                 webhook_url=body.webhook_url,
                 ring_timeout=body.ring_timeout,
                 amd=self._amd(body.amd),
+                from_=body.from_,
+                display_name=body.display_name,
             )
         )
         return _ok(202, {"id": call.id, "state": call.state}, {"Location": f"/calls/{call.id}"})
@@ -366,14 +394,16 @@ def openapi() -> dict[str, Any]:
                         "400": error("The body is not a JSON object (invalid_json)."),
                         "401": unauthorized,
                         "403": error(
-                            "The destination is not in GATEWAY_OUTBOUND_ALLOWED (destination_not_allowed)."
+                            "The destination is not in GATEWAY_OUTBOUND_ALLOWED (destination_not_allowed), "
+                            "or from is not in OUTBOUND_FROM_ALLOWED (from_not_allowed)."
                         ),
                         "413": error("The body is larger than 64 KiB (body_too_large)."),
                         "415": error("The body is not application/json (unsupported_media_type)."),
                         "422": error(
                             "Unknown fields, wrong types or values out of bounds (invalid_request), "
-                            "or a destination that is not a number or SIP URI "
-                            "(invalid_destination)."
+                            "a destination that is not a number or SIP URI "
+                            "(invalid_destination), or a from that is not a sip:/sips: URI or user "
+                            "(invalid_from)."
                         ),
                         "429": error(
                             "OUTBOUND_MAX_CONCURRENT calls in progress (too_many_calls) or "

@@ -674,6 +674,13 @@ class GatewaySettings(SettingsGroup):
         "GATEWAY_TRANSFER_ALLOWED (OUTBOUND_ALLOW is another name for it); empty allows none (toll-fraud "
         "guard). The voicelive-sip call command allows the one target it is given.",
     )
+    outbound_from_allowed: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("GATEWAY_OUTBOUND_FROM_ALLOWED", "OUTBOUND_FROM_ALLOWED"),
+        description="Callers (From) a call placed by Gateway.call() or the call API may show instead of "
+        "SIP_USER, in the patterns of GATEWAY_TRANSFER_ALLOWED (a bare user: at SIP_SERVER's host); empty "
+        "allows none (caller-ID spoofing guard). A display name of its own is always allowed.",
+    )
     send_dtmf_tool: bool = Field(
         default=False,
         description="Offer the model a send_dtmf(digits) tool to press keys in a remote IVR (RFC 4733 "
@@ -714,7 +721,9 @@ class GatewaySettings(SettingsGroup):
         description="Agent profiles and call routing (TOML): read at start-up and again on SIGHUP.",
     )
 
-    _split_lists = field_validator("transfer_allowed", "outbound_allowed", mode="before")(_csv)
+    _split_lists = field_validator(
+        "transfer_allowed", "outbound_allowed", "outbound_from_allowed", mode="before"
+    )(_csv)
 
     @field_validator("send_dtmf_allowed")
     @classmethod
@@ -725,7 +734,7 @@ class GatewaySettings(SettingsGroup):
             raise ValueError(f"not DTMF keys: {''.join(wrong)} (allowed: {DTMF_KEYS})")
         return value
 
-    @field_validator("transfer_allowed", "outbound_allowed")
+    @field_validator("transfer_allowed", "outbound_allowed", "outbound_from_allowed")
     @classmethod
     def _transfer_patterns(cls, value: list[str]) -> list[str]:
         # A pattern that does not parse stops start-up instead of silently allowing nothing (or anything).

@@ -60,6 +60,8 @@ class DialRequest:
     webhook_url: str | None = None
     ring_timeout: float | None = None
     amd: AmdPolicy | bool | None = None  # a policy, False (off), or None: AMD_ENABLED decides
+    from_: str | None = None  # the caller shown (OUTBOUND_FROM_ALLOWED), else SIP_USER
+    display_name: str | None = None  # else SIP_DISPLAY_NAME
 
 
 def _now() -> str:
@@ -147,6 +149,14 @@ class Dialer:
             if error.status_code == 403:
                 raise Refused(403, "destination_not_allowed", error.reason) from None
             raise Refused(422, "invalid_destination", error.reason) from None
+        if request.from_ is not None:
+            try:
+                gateway.outbound_caller(request.from_)
+            except CallFailed as error:
+                self._refused("from_not_allowed")
+                if error.status_code == 403:
+                    raise Refused(403, "from_not_allowed", error.reason) from None
+                raise Refused(422, "invalid_from", error.reason) from None
         if self.active >= self.settings.max_concurrent:
             self._refused("concurrency")
             raise Refused(
@@ -218,6 +228,8 @@ class Dialer:
                 timeout=timeout,
                 context=context,
                 amd=request.amd,
+                from_=request.from_,
+                display_name=request.display_name,
             )
         except asyncio.CancelledError as error:
             self._ended(call, unanswered_reason(error), None)

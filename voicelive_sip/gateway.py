@@ -13,6 +13,7 @@ from typing import Any, Literal
 from ._tasks import TaskSet
 from .aio import CallFailed, IncomingCall, Registration, RegistrationState, UserAgent
 from .aio.endpoint import target_uri
+from .aio.resolve import check_display_name
 from .aio.transport import BindFailed
 from .amd import AmdParameters, AmdPolicy
 from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
@@ -32,7 +33,7 @@ from .metrics import GatewayMetrics
 from .profiles import CallFacts, ProfileError, Profiles, ResolvedProfile, load_profiles
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSessionStats
-from .sip.uri import Uri
+from .sip.uri import SipUri, Uri
 from .targets import TargetPattern, allowed
 from .voicelive.connection import VoiceLiveSession
 from .voicelive.health import ServiceHealth
@@ -319,6 +320,22 @@ class Gateway:
             raise CallFailed(403, "target not allowed by GATEWAY_OUTBOUND_ALLOWED")
         return uri
 
+    def outbound_caller(self, from_: str) -> SipUri:
+        """The From URI `from_` asks for, if OUTBOUND_FROM_ALLOWED allows it; CallFailed 416 or 403 otherwise.
+
+        Caller ID is what a callee trusts: a caller-chosen From is refused unless a pattern names it."""
+        try:
+            uri = self.ua.caller_uri(from_)
+            home = self.ua.caller_uri("user")  # where a bare user (and a bare pattern) goes
+        except ValueError as error:
+            raise CallFailed(416, f"from: {error}") from error
+        patterns = [TargetPattern.parse(text) for text in self.settings.gateway.outbound_from_allowed]
+        at = home.host if home.port is None else f"{home.host}:{home.port}"
+        if not allowed(uri, patterns, server=at):
+            log.warning("security.outbound_from_refused", caller=str(uri)[:120])
+            raise CallFailed(403, "from not allowed by OUTBOUND_FROM_ALLOWED")
+        return uri
+
     async def call(
         self,
         target: str,
@@ -328,8 +345,14 @@ class Gateway:
         context: CallContext | None = None,
         profile: str | None = None,
         amd: AmdPolicy | bool | None = None,
+        from_: str | None = None,
+        display_name: str | None = None,
     ) -> CallSession:
         """Place an outbound call bridged to Voice Live; returns its running session once answered.
+
+        `from_`: the caller this call shows (a SIP URI, or a bare user at SIP_SERVER's host), only if
+        OUTBOUND_FROM_ALLOWED allows it (empty: none; CallFailed 403); `display_name`: its name (≤ 64
+        printable characters; ValueError otherwise). Defaults: SIP_USER and SIP_DISPLAY_NAME.
 
         `amd`: answering-machine detection for this call: a policy, True (AMD_* settings), False (off), or
         None (on if AMD_ENABLED).
@@ -341,11 +364,16 @@ class Gateway:
         """
         chosen = self.resolved_profiles[profile] if profile is not None else None
         self.outbound_target(target)
+        from_uri = self.outbound_caller(from_) if from_ is not None else None
+        if display_name is not None:
+            check_display_name(display_name)
         policy = amd if isinstance(amd, AmdPolicy) else amd_policy(self.settings.amd, enabled=amd)
         context = context or CallContext.new()
         self._notify(context, "call.started", {"direction": "outbound", "to": target})
         try:
-            session = await self._place(target, voicelive_settings, timeout, context.metadata, chosen, policy)
+            session = await self._place(
+                target, voicelive_settings, timeout, context.metadata, chosen, policy, from_uri, display_name
+            )
         except BaseException as error:
             if isinstance(error, VoiceLiveError):
                 self._voicelive_outcome(error)
@@ -367,6 +395,8 @@ class Gateway:
         metadata: Mapping[str, object],
         chosen: ResolvedProfile | None = None,
         amd: AmdPolicy | None = None,
+        from_uri: SipUri | None = None,
+        display_name: str | None = None,
     ) -> CallSession:
         session = await CallSession.place(
             self.ua,
@@ -382,6 +412,8 @@ class Gateway:
             metrics=self.metrics,
             timeout=timeout,
             amd=amd,
+            from_uri=from_uri,
+            display_name=display_name,
         )
         session.metadata = dict(metadata)
         return session

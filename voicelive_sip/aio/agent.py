@@ -27,6 +27,7 @@ from .options import UserAgentOptions, advertised_address_problems
 from .outgoing import OutgoingCalls
 from .outgoing_call import OutgoingCall
 from .registration import Registration
+from .resolve import caller_uri, check_display_name
 
 log = get_logger("voicelive_sip.sip.ua")
 
@@ -168,8 +169,13 @@ class UserAgent:
         headers: Iterable[tuple[str, str]] = (),
         timeout: float | None = None,
         codecs: Sequence[str] | None = None,
+        from_uri: SipUri | None = None,
+        display_name: str | None = None,
     ) -> OutgoingCall:
-        """Start an outgoing call and return it at once; `await call.answered()` waits for the answer."""
+        """Start an outgoing call and return it at once; `await call.answered()` waits for the answer.
+
+        `from_uri` and `display_name` replace the From of this call (default: the AOR and SIP_DISPLAY_NAME);
+        `caller_uri` makes one from a string."""
         options = self.options
         uri = target_uri(target, options.server)
         local = new_local_media(options, rtp_port, rtp_address, codecs)
@@ -178,8 +184,15 @@ class UserAgent:
         auth = DigestClient(*credentials, realm=options.auth_realm) if credentials is not None else None
         call_id = f"{secrets.token_hex(12)}@{self.via_host.strip('[]')}"
         call = OutgoingCall(self._endpoint, self._table, call_id, str(uri), local, auth)
-        self._outgoing.start(call, uri, list(headers), timeout or options.invite_timeout)
+        name = options.display_name if display_name is None else check_display_name(display_name)
+        from_ = NameAddress(from_uri or self.aor, name)
+        self._outgoing.start(call, uri, list(headers), timeout or options.invite_timeout, from_)
         return call
+
+    def caller_uri(self, text: str) -> SipUri:
+        """A From for `dial`: a SIP URI as given, a bare user at SIP_SERVER's host; ValueError otherwise."""
+        ours = lambda: SipUri(self.via_host, port=self._endpoint.address[1])  # noqa: E731
+        return caller_uri(text, self.options.server, ours)
 
     async def call(
         self,
@@ -191,11 +204,13 @@ class UserAgent:
         headers: Iterable[tuple[str, str]] = (),
         timeout: float | None = None,
         codecs: Sequence[str] | None = None,
+        from_uri: SipUri | None = None,
+        display_name: str | None = None,
     ) -> OutgoingCall:
         """Place a call and return it once answered (ACK sent); raises `CallFailed` otherwise."""
         call = self.dial(
             target, rtp_port=rtp_port, rtp_address=rtp_address, credentials=credentials, headers=headers,
-            timeout=timeout, codecs=codecs,
+            timeout=timeout, codecs=codecs, from_uri=from_uri, display_name=display_name,
         )  # fmt: skip
         try:
             await call.answered()

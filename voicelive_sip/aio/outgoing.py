@@ -54,24 +54,38 @@ class OutgoingCalls:
         self.table = table
         self._invites: dict[str, OutgoingInvite] = {}
 
-    def start(self, call: OutgoingCall, uri: Uri, extra: Sequence[tuple[str, str]], timeout: float) -> None:
+    def start(
+        self,
+        call: OutgoingCall,
+        uri: Uri,
+        extra: Sequence[tuple[str, str]],
+        timeout: float,
+        from_: NameAddress | None = None,
+    ) -> None:
+        """Send the INVITE in a task; `from_` (no tag yet): the From, else the AOR and SIP_DISPLAY_NAME."""
         state = OutgoingInvite(call)
         self._invites[call.call_id] = state
         call._cancel = functools.partial(self._request_cancel, state)
         self.table.live.add(call)
+        caller = from_ or NameAddress(self.endpoint.aor, self.options.display_name)
         call.task = asyncio.get_running_loop().create_task(
-            self._run(state, uri, list(extra), timeout), name=f"sip.outgoing:{call.call_id}"
+            self._run(state, uri, list(extra), timeout, caller), name=f"sip.outgoing:{call.call_id}"
         )
 
     async def _run(
-        self, state: OutgoingInvite, uri: Uri, extra: list[tuple[str, str]], timeout: float
+        self,
+        state: OutgoingInvite,
+        uri: Uri,
+        extra: list[tuple[str, str]],
+        timeout: float,
+        caller: NameAddress,
     ) -> None:
         call = state.call
         local = call.local_media
         assert local is not None
         offer = sdp_offer(local)
         call.local_sdp = state.offer = offer
-        from_ = NameAddress(self.endpoint.aor, self.options.display_name, (("tag", new_tag()),))
+        from_ = caller.with_tag(new_tag())
         seq = 0
         session_expires = self.options.session_expires
         redirected = retried_422 = False

@@ -11,7 +11,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 
-from ..errors import CallFailed, LocalProtocolError
+from ..errors import CallFailed, LocalProtocolError, SipParseError
 from ..sip.transaction_events import Address
 from ..sip.uri import SipUri, TelUri, Uri, parse_uri
 
@@ -56,6 +56,38 @@ def address_of_record(user: str | None, server: str | None, ours: Callable[[], S
             return uri
     here = ours()
     return SipUri(host=here.host, user="voicelive", port=here.port)
+
+
+MAX_CALLER_LENGTH = 256
+MAX_DISPLAY_NAME_LENGTH = 64
+
+
+def caller_uri(text: str, server: str | None, ours: Callable[[], SipUri]) -> SipUri:
+    """A per-call From: `sip:`/`sips:` URI or `user@host` as given, a bare user where SIP_USER's goes
+    (`address_of_record`); ValueError says why anything else (another scheme, no user, headers) is refused."""
+    if not text or len(text) > MAX_CALLER_LENGTH or not text.isprintable() or any(c.isspace() for c in text):
+        raise ValueError(f"at most {MAX_CALLER_LENGTH} printable characters, no spaces or line breaks")
+    bare = "@" not in text and ":" not in text
+    scheme = text.split("@")[0].partition(":")[0].lower() if ":" in text.split("@")[0] else "sip"
+    if scheme not in ("sip", "sips"):
+        raise ValueError(f"{scheme}: URIs are not accepted: a sip: or sips: URI, user@host or a user")
+    try:
+        uri = parse_uri(
+            f"sip:{text}@invalid" if bare else text if ":" in text.split("@")[0] else "sip:" + text
+        )
+    except SipParseError as error:
+        raise ValueError(f"not a SIP URI: {error}") from None
+    # Headers and maddr would steer requests elsewhere; a password would be sent in the clear.
+    if not isinstance(uri, SipUri) or not uri.user or uri.password is not None or uri.headers or uri.params:
+        raise ValueError("user@host[:port] only: a user part, no password, parameters or headers")
+    return address_of_record(text, server, ours) if bare else uri
+
+
+def check_display_name(name: str) -> str:
+    """`name` if it is a display name we put in From (bounded, printable: no CR/LF); ValueError otherwise."""
+    if not name or len(name) > MAX_DISPLAY_NAME_LENGTH or not name.isprintable():
+        raise ValueError(f"1 to {MAX_DISPLAY_NAME_LENGTH} printable characters, no line breaks")
+    return name
 
 
 class Resolver:
@@ -137,10 +169,14 @@ def _source_address_towards(peer: str) -> str | None:
 
 __all__ = [
     "DEFAULT_PORTS",
+    "MAX_CALLER_LENGTH",
+    "MAX_DISPLAY_NAME_LENGTH",
     "WILDCARDS",
     "LocalAddresses",
     "Resolver",
     "address_of_record",
     "as_sip_uri",
+    "caller_uri",
+    "check_display_name",
     "target_uri",
 ]
