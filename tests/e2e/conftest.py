@@ -224,7 +224,7 @@ class Baresip:
 
     @property
     def uri(self) -> str:
-        user = "bob" if self.role == "uas" else "alice"
+        user = "bob" if self.role.startswith("uas") else "alice"
         return f"sip:{user}@{LOCALHOST}:{self.sip_port}"
 
     @property
