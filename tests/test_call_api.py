@@ -275,6 +275,9 @@ async def test_a_bad_or_unallowed_from_is_refused_and_nothing_is_dialled(
         error = await _json(response)
     assert error["error"] == code and error["message"]
     assert openapi()["paths"]["/calls"]["post"]["responses"][str(status)]
+    refused = 'voicelive_sip_outbound_refused_total{reason="from_not_allowed"} 1.0'
+    async with client.get(f"{api.url}/metrics") as response:
+        assert (refused in await response.text()) == (code != "invalid_request")
     await asyncio.sleep(0.2)
     assert sip_phone.ua.active_calls == 0  # no INVITE reached the callee
 

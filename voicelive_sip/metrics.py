@@ -35,7 +35,7 @@ LATENCY_DIRECTIONS = frozenset({"uplink", "downlink"})
 SRTP_DROP_KINDS = ("auth", "replay")
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dropped")
 AMD_RESULTS = ("HUMAN", "MACHINE", "NOTSURE")
-OUTBOUND_REFUSALS = ("not_allowed", "concurrency", "rate")
+OUTBOUND_REFUSALS = ("not_allowed", "from_not_allowed", "concurrency", "rate")
 
 
 class LabelValues:
@@ -348,7 +348,7 @@ class GatewayMetrics:
         self.webhook_attempt_failures.inc()
 
     def outbound_refusal(self, reason: str) -> None:
-        """The call API refused to dial: not_allowed, concurrency or rate."""
+        """The call API refused to dial: not_allowed, from_not_allowed, concurrency or rate."""
         if reason in OUTBOUND_REFUSALS:
             self.outbound_refused.labels(reason=reason).inc()
 
