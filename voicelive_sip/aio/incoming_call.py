@@ -122,7 +122,8 @@ class IncomingCall(Call):
         if self.offer is None and ack.method == "ACK" and ack.body:
             try:
                 self.remote_sdp = SessionDescription.parse(ack.body)
-                self._settle(parse_answer(self.local_sdp, self.remote_sdp))
+                srtp = self.local_media.srtp if self.local_media is not None else None
+                self._settle(parse_answer(self.local_sdp, self.remote_sdp, srtp=srtp))
             except SdpError as error:
                 log.warning("sip.bad_sdp_in_ack", call_id=self.call_id, error=str(error))
                 await self.hangup()

@@ -178,7 +178,8 @@ class OutgoingCalls:
             dialog = Dialog.as_uac(state.invite, response)
         if response.to.tag is not None and response.body and state.offer is not None:
             try:
-                media = parse_answer(state.offer, SessionDescription.parse(response.body))
+                srtp = call.local_media.srtp if call.local_media is not None else None
+                media = parse_answer(state.offer, SessionDescription.parse(response.body), srtp=srtp)
             except SdpError as error:
                 log.info("sip.bad_early_sdp", call_id=call.call_id, error=str(error))
         call._ringing(response.status_code, response.reason, dialog, media)
@@ -207,7 +208,9 @@ class OutgoingCalls:
         state.ack_destination = (destination, transport)
         try:
             call.remote_sdp = SessionDescription.parse(response.body)
-            media = parse_answer(state.offer, call.remote_sdp)
+            media = parse_answer(
+                state.offer, call.remote_sdp, srtp=call.local_media.srtp if call.local_media else None
+            )
         except SdpError as error:
             # RFC 3261 §13.2.2.4: ACK first, then BYE a session we cannot use.
             await call._bye("failed")
