@@ -162,6 +162,9 @@ class RtpSessionStats:
     srtp_suite: str | None = None
     srtp_auth_failures: int = 0
     srtp_replays: int = 0
+    concealment_runs: int = 0  # runs of concealed frames (lost or too late): the burst-loss input of quality
+    ptime: int = 20
+    concealment: str = "fade"
 
     @property
     def srtp_dropped(self) -> dict[str, int]:
@@ -1095,4 +1098,7 @@ class RtpSession(asyncio.DatagramProtocol):
             srtp_suite=None if self._srtp is None else self._srtp.suite,
             srtp_auth_failures=self._srtp_auth_failures,
             srtp_replays=self._srtp_replays,
+            concealment_runs=jitter.concealment_runs,
+            ptime=self.ptime,
+            concealment=self._concealment,
         )
