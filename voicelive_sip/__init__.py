@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         UserAgentOptions,
     )
     from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
-    from .call_events import BargedIn, SessionFinished, ToolCalled, TranscriptLine
+    from .call_events import BargedIn, SessionFinished, ToolCalled, TranscriptLine, TurnLatency
     from .codecs.names import Codec
     from .config import ConfigError, Settings, StartupError
     from .errors import (
@@ -49,6 +49,7 @@ _EXPORTS = {
     "SessionFinished": ".call_events",
     "StartupError": ".config",
     "ToolCalled": ".call_events",
+    "TurnLatency": ".call_events",
     "TranscriptLine": ".call_events",
     "Call": ".aio",
     "CallEnded": ".aio",
@@ -127,6 +128,7 @@ __all__ = [
     "Tool",
     "ToolCalled",
     "TranscriptLine",
+    "TurnLatency",
     "UserAgent",
     "UserAgentOptions",
     "VoiceLiveError",

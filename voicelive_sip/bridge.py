@@ -31,7 +31,7 @@ from .aio import (
     UserAgent,
 )
 from .aio.endpoint import target_uri
-from .call_events import BargedIn, SessionEvent, SessionFinished, ToolCalled, TranscriptLine
+from .call_events import BargedIn, SessionEvent, SessionFinished, ToolCalled, TranscriptLine, TurnLatency
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
 from .errors import LocalProtocolError, SipParseError
@@ -45,7 +45,7 @@ from .sdp import NegotiatedMedia
 from .sip.uri import Uri
 from .targets import TargetPattern, allowed
 from .tracing import CallTrace
-from .turns import TurnLatency, TurnTimer, percentile
+from .turns import TurnTimer, percentile
 from .voicelive import (
     AudioDelta,
     Closed,
@@ -720,6 +720,7 @@ class CallSession:
             self.metrics.turn_latency(turn.total_ms, turn.service_ms, turn.gateway_ms)
         if self._trace is not None:
             self._trace.turn_ended(turn, now)
+        self._publish(turn)
 
     async def _barge_in(self, cause: str) -> None:
         """Within the same event: drop queued audio, then cancel the reply and truncate at what was heard."""
@@ -1104,5 +1105,6 @@ __all__ = [
     "SessionFinished",
     "ToolCalled",
     "TranscriptLine",
+    "TurnLatency",
     "builtin_tools",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["BargedIn", "SessionEvent", "SessionFinished", "ToolCalled", "TranscriptLine"]
+__all__ = ["BargedIn", "SessionEvent", "SessionFinished", "ToolCalled", "TranscriptLine", "TurnLatency"]
 
 
 class TranscriptLine(NamedTuple):
@@ -48,6 +48,18 @@ class BargedIn:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnLatency:
+    """One caller turn: speech end → first agent audio sent, as service + tools + gateway (milliseconds)."""
+
+    at: float  # seconds after the answer the caller stopped speaking
+    total_ms: float
+    service_ms: float  # speech end → first audio delta received, less the time tools ran
+    gateway_ms: float  # first audio delta received → its first RTP packet sent
+    tool_ms: float = 0.0  # the turn's tool calls, run one after another by the gateway
+    tools: tuple[str, ...] = ()  # names of the tools the turn called, in order
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFinished:
     """The call is over and its summary complete (`await session.wait_ended()` returns that summary)."""
 
@@ -55,4 +67,4 @@ class SessionFinished:
     ended_by: str
 
 
-SessionEvent = TranscriptLine | ToolCalled | BargedIn | SessionFinished
+SessionEvent = TranscriptLine | ToolCalled | BargedIn | TurnLatency | SessionFinished

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import __version__
-from .turns import TurnLatency
+from .call_events import TurnLatency
 
 try:
     from opentelemetry import propagate, trace

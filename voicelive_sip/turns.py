@@ -6,24 +6,13 @@ received, frame sent, tool run) and gets a `TurnLatency` per answered turn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
+
+from .call_events import TurnLatency
 
 __all__ = ["TurnLatency", "TurnTimer", "percentile"]
 
 MAX_TURNS: Final = 500  # a call's turns kept in its summary, oldest dropped first
-
-
-@dataclass(frozen=True, slots=True)
-class TurnLatency:
-    """One caller turn: speech end → first agent audio sent, as service + tools + gateway (milliseconds)."""
-
-    at: float  # seconds after the answer the caller stopped speaking
-    total_ms: float
-    service_ms: float  # speech end → first audio delta received, less the time tools ran
-    gateway_ms: float  # first audio delta received → its first RTP packet sent
-    tool_ms: float = 0.0  # the turn's tool calls, run one after another by the gateway
-    tools: tuple[str, ...] = ()  # names of the tools the turn called, in order
 
 
 class TurnTimer:
