@@ -44,6 +44,8 @@ class DirectionQuality:
     delay_ms: float  # Ta: one-way mouth-to-ear delay estimate (RTT/2 + ptime + 2 x jitter)
     jitter_ms: float
     round_trip_ms: float | None
+    source: str = "rtp"  # where the figures come from: our own RTP reception, the peer's "rtcp" or "rtcp-xr"
+    peer_mos: float | None = None  # the peer's own MOS-CQ estimate, when its RTCP XR carries one
 
 
 def delay_impairment(ta_ms: float) -> float:
@@ -91,11 +93,21 @@ def burst_ratio(lost: int, loss_events: int, received: int) -> float:
 
 
 def _score(
-    loss_percent: float, burst: float, jitter_ms: float, rtt_ms: float | None, ptime: int, bpl: float
+    loss_percent: float,
+    burst: float,
+    jitter_ms: float,
+    rtt_ms: float | None,
+    ptime: int,
+    bpl: float,
+    *,
+    buffer_ms: float | None = None,
+    source: str = "rtp",
+    peer_mos: float | None = None,
 ) -> DirectionQuality:
-    # An adaptive jitter buffer holds about two jitters' worth; packetization adds one frame (G.711 has no
-    # look-ahead); the network's share is half the RTCP round trip when the peer's reports give one.
-    delay = (rtt_ms or 0.0) / 2 + ptime + 2 * jitter_ms
+    # An adaptive jitter buffer holds about two jitters' worth (unless the peer says what its holds);
+    # packetization adds one frame (G.711 has no look-ahead); the network's share is half the RTCP round trip
+    # when the reports give one.
+    delay = (rtt_ms or 0.0) / 2 + ptime + (2 * jitter_ms if buffer_ms is None else buffer_ms)
     r = r_factor(loss_percent, burst=burst, delay_ms=delay, bpl=bpl)
     return DirectionQuality(
         r_factor=round(r, 1),
@@ -105,6 +117,8 @@ def _score(
         delay_ms=round(delay, 1),
         jitter_ms=round(jitter_ms, 2),
         round_trip_ms=None if rtt_ms is None else round(rtt_ms, 1),
+        source=source,
+        peer_mos=peer_mos,
     )
 
 
@@ -125,9 +139,19 @@ def call_quality(stats: RtpSessionStats) -> tuple[DirectionQuality | None, Direc
         percent = 100.0 * heard_lost / stats.packets_expected
         received = _score(percent, burst, stats.jitter_ms, rtt, stats.ptime, bpl)
     sent = None
-    if stats.remote_cumulative_lost is not None and stats.packets_sent > 0:
+    xr = stats.remote_voip_metrics
+    if xr is not None:
+        # RFC 3611 §4.7: the peer's own loss and jitter-buffer discards, its round trip and buffer depth.
+        percent = 100.0 * min(1.0, xr.loss_rate + xr.discard_rate)
+        sent = _score(
+            percent, 1.0, stats.remote_jitter_ms or 0.0, xr.round_trip_ms or rtt, stats.ptime, BPL_G711_PLC,
+            buffer_ms=float(xr.jb_nominal_ms), source="rtcp-xr", peer_mos=xr.mos_cq,
+        )  # fmt: skip
+    elif stats.remote_cumulative_lost is not None and stats.packets_sent > 0:
         percent = 100.0 * min(1.0, max(0, stats.remote_cumulative_lost) / stats.packets_sent)
         # The peer's reports carry no run lengths (that is RTCP XR's); its concealment is unknown: assume
         # the random loss and Appendix I PLC of a typical G.711 phone.
-        sent = _score(percent, 1.0, stats.remote_jitter_ms or 0.0, rtt, stats.ptime, BPL_G711_PLC)
+        sent = _score(
+            percent, 1.0, stats.remote_jitter_ms or 0.0, rtt, stats.ptime, BPL_G711_PLC, source="rtcp"
+        )
     return received, sent

@@ -25,15 +25,13 @@ class TurnTimer:
         self._delta: float | None = None
         self._tool_s = 0.0
         self._tools: list[str] = []
-
-    @property
-    def waiting(self) -> bool:
-        """A turn is open and its first agent audio has been received but not yet sent (checked per frame)."""
-        return self._delta is not None
+        # A turn's first agent audio was received and not yet sent: a plain attribute, read per frame sent.
+        self.waiting = False
 
     def speech_stopped(self, end: float) -> None:
         """The caller stopped speaking at loop time `end`: a turn starts."""
         self._end, self._delta, self._tool_s, self._tools = end, None, 0.0, []
+        self.waiting = False
 
     def tool_ran(self, name: str, seconds: float) -> None:
         """A tool the model called during the open turn ran for `seconds`."""
@@ -45,6 +43,7 @@ class TurnTimer:
         """Agent audio of a reply that will play arrived (the first one after the speech end counts)."""
         if self._end is not None and self._delta is None and received_at >= self._end:
             self._delta = received_at
+            self.waiting = True
 
     def audio_sent(self, now: float, answered_at: float) -> TurnLatency | None:
         """A frame of agent audio went out at `now`: closes a waiting turn and returns it."""
@@ -52,6 +51,7 @@ class TurnTimer:
         if end is None or delta is None:
             return None
         self._end = self._delta = None
+        self.waiting = False
         tool_ms = self._tool_s * 1000
         turn = TurnLatency(
             at=round(end - answered_at, 3),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 
 import pytest
 
@@ -17,6 +18,7 @@ from voicelive_sip.quality import (
 )
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.session import RtpSessionStats
+from voicelive_sip.rtp.xr import parse_voip_metrics
 from voicelive_sip.testing.rtp import RtpLoopback
 
 PACKETS = 500  # 10 s of audio
@@ -51,6 +53,7 @@ def _stats(**changes: object) -> RtpSessionStats:
     base.update(
         fraction_lost=0.0, jitter_ms=0.0, remote_fraction_lost=None, remote_cumulative_lost=None,
         remote_jitter_ms=None, round_trip_ms=None, srtp_suite=None, ptime=20, concealment="fade",
+        remote_voip_metrics=None,
     )  # fmt: skip
     base.update(changes)
     return RtpSessionStats(**base)  # type: ignore[arg-type]
@@ -117,3 +120,40 @@ async def test_five_percent_loss_and_30ms_jitter_land_in_the_g107_band() -> None
     assert worst - 0.01 <= received.mos <= best + 0.01
     # And near G.107's point for exactly 5 % random loss (MOS 3.92): a clearly impaired, still fair call.
     assert 3.6 <= received.mos <= 4.1
+
+
+def _xr(reporter: int, about: int, *, loss: int, discard: int, rtt: int, jb: int, mos_cq: int) -> bytes:
+    block = struct.pack(
+        "!BBHIBBBBHHHHBBBBBBBBBBHHH",
+        7, 0, 8, about, loss, discard, 0, 0, 0, 0, rtt, 0, 0, 0, 0, 0, 93, 127, 41, mos_cq, 0, 0, jb, 0, 0,
+    )  # fmt: skip
+    other = struct.pack("!BBHI", 4, 0, 2, 0) + b"\0" * 4  # a Receiver Reference Time block: skipped
+    body = struct.pack("!I", reporter) + other + block
+    return struct.pack("!BBH", 0x80, 207, len(body) // 4) + body
+
+
+def test_rtcp_xr_voip_metrics_parse() -> None:
+    packet = _xr(1, 2, loss=13, discard=26, rtt=150, jb=60, mos_cq=127)
+    (metrics,) = parse_voip_metrics(packet[4:])
+    assert metrics.ssrc == 2 and metrics.loss_rate == 13 / 256 and metrics.discard_rate == 26 / 256
+    assert (metrics.round_trip_ms, metrics.jb_nominal_ms, metrics.r_factor) == (150, 60, 93)
+    assert metrics.mos_lq == 4.1 and metrics.mos_cq is None  # 127: unavailable
+    assert parse_voip_metrics(packet[4:-8]) == []  # a block cut short is not read
+
+
+async def test_the_peers_rtcp_xr_scores_what_it_heard_of_us() -> None:
+    async with (
+        MediaClock() as clock,
+        RtpLoopback(port=24000 + (os.getpid() % 300) * 40 + 30, clock=clock, inactivity_timeout=None) as pair,
+    ):
+        xr = _xr(pair.b.ssrc, pair.a.ssrc, loss=13, discard=13, rtt=200, jb=80, mos_cq=38)
+        pair.a.rtcp_received(xr, ("127.0.0.1", pair.b.rtcp_port))
+        pair.a.rtcp_received(
+            _xr(pair.b.ssrc, 12345, loss=0, discard=0, rtt=0, jb=0, mos_cq=44), ("127.0.0.1", 9)
+        )
+        stats = pair.a.stats
+    _received, sent = call_quality(stats)
+    assert sent is not None and sent.source == "rtcp-xr" and sent.peer_mos == 3.8
+    # Loss and discards together (26/256 = 10.2 %); Ta = 200 / 2 + 20 + 80 = 200 ms.
+    assert sent.loss_percent == round(100 * 26 / 256, 2) and sent.delay_ms == 200.0
+    assert sent.r_factor == round(r_factor(100 * 26 / 256, delay_ms=200.0), 1)
