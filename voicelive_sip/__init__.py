@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     )
     from .amd import AmdParameters, AmdPolicy
     from .bridge import CallSession, CallSummary, DtmfHandler, RecordingHook
-    from .call_events import AmdDetected, AmdOutcome, BargedIn, SessionFinished, ToolCalled, TranscriptLine
+    from .call_events import (
+        AmdDetected,
+        AmdOutcome,
+        BargedIn,
+        SessionFinished,
+        ToolCalled,
+        TranscriptLine,
+        TurnLatency,
+    )
     from .codecs.names import Codec
     from .config import ConfigError, Settings, StartupError
     from .errors import (
@@ -54,6 +62,7 @@ _EXPORTS = {
     "SessionFinished": ".call_events",
     "StartupError": ".config",
     "ToolCalled": ".call_events",
+    "TurnLatency": ".call_events",
     "TranscriptLine": ".call_events",
     "Call": ".aio",
     "CallEnded": ".aio",
@@ -136,6 +145,7 @@ __all__ = [
     "Tool",
     "ToolCalled",
     "TranscriptLine",
+    "TurnLatency",
     "UserAgent",
     "UserAgentOptions",
     "VoiceLiveError",

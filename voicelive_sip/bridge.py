@@ -41,18 +41,22 @@ from .call_events import (
     SessionFinished,
     ToolCalled,
     TranscriptLine,
+    TurnLatency,
 )
 from .codecs.names import Codec
 from .config import GatewaySettings, MediaSettings, Settings, VoiceLiveSettings
 from .errors import LocalProtocolError, SipParseError
 from .media import DtmfReceived, MediaLeg, MediaTimeout
 from .metrics import GatewayMetrics
+from .quality import DirectionQuality, call_quality
 from .recording import CallRecorder, recording_path
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSession, RtpSessionStats
 from .sdp import NegotiatedMedia
 from .sip.uri import SipUri, Uri
 from .targets import TargetPattern, allowed
+from .tracing import CallTrace
+from .turns import TurnTimer, percentile
 from .voicelive import (
     AudioDelta,
     Closed,
@@ -64,6 +68,7 @@ from .voicelive import (
     ResponseStarted,
     ServiceError,
     SpeechStarted,
+    SpeechStopped,
     VoiceLiveError,
     VoiceLiveSession,
 )
@@ -266,6 +271,16 @@ class CallSummary:
     # The Foundry conversation, when the service named one: VOICE_LIVE_AGENT_CONVERSATION_ID resumes it.
     conversation_id: str | None = None
     amd: AmdOutcome | None = None  # answering-machine detection on an outbound call (None: it did not run)
+    # Each caller turn: speech end -> first agent audio sent, with its service, tool and gateway parts.
+    turns: list[TurnLatency] = field(default_factory=list)
+    turn_latency_p50_ms: float | None = None
+    turn_latency_p95_ms: float | None = None
+    # G.107 E-model score, per direction (received: the caller as the agent heard them; sent: the agent as
+    # the caller heard it, from the caller's RTCP reports) and for the call (the worse direction).
+    mos: float | None = None
+    r_factor: float | None = None
+    quality_received: DirectionQuality | None = None
+    quality_sent: DirectionQuality | None = None
 
 
 class CallSession:
@@ -332,6 +347,9 @@ class CallSession:
         self._amd = CallAmd(amd, media.codec.law, loop.time()) if amd is not None else None
         self._amd_wake = asyncio.Event()
         self._voicemail_limit: asyncio.TimerHandle | None = None
+        self.tracer_provider: Any = None  # OpenTelemetry: None for the global provider (set before `run`)
+        self._turns = TurnTimer()
+        self._trace: CallTrace | None = None
         self.media.on_played = self._played
         self.voicelive.on_delayed_send = self._uplink_delayed
         # Caller audio from here on arrives by callback; what came before (since the answer) is handed over.
@@ -536,6 +554,15 @@ class CallSession:
     # -- running -------------------------------------------------------------------------------------------
     async def run(self) -> CallSummary:
         """Bridge until the call ends; returns the summary (also logged as `call.summary`)."""
+        self._trace = CallTrace(self._loop.time(), self.tracer_provider)
+        s = self.summary
+        self._trace.call_started(
+            s.started,
+            self._answered_at or s.started,
+            outbound=s.direction == "outbound",
+            attributes={"sip.call_id": s.call_id, "sip.direction": s.direction, "network.transport": "udp",
+                        "voicelive_sip.caller": s.caller, "voicelive_sip.callee": s.callee},
+        )  # fmt: skip
         workers = TaskSet()
         workers.spawn(self._downlink(), name="call.downlink")
         workers.spawn(self._sip_events(), name="call.sip_events")
@@ -627,6 +654,8 @@ class CallSession:
                 self._agent_audio(event)
             elif isinstance(event, SpeechStarted):
                 await self._barge_in("speech")
+            elif isinstance(event, SpeechStopped):
+                self._speech_stopped(event)
             elif isinstance(event, ResponseStarted):
                 self._responding = True
             elif isinstance(event, ResponseDone):
@@ -674,6 +703,7 @@ class CallSession:
             return  # AMD listens, or a machine's greeting still plays: the callee hears nothing of the model
         deltas, received, first = self._agent_item(event.item_id)
         self._agent_items[event.item_id] = (deltas, received + len(event.audio), first)
+        self._turns.audio_received(event.received_at or self._loop.time())
         if event.item_id != self._item:
             # The new item starts playing after whatever is still queued.
             self._item = event.item_id
@@ -694,6 +724,8 @@ class CallSession:
 
     def _played(self, payload: bytes) -> None:
         now = self._loop.time()
+        if self._turns.waiting:
+            self._turn_answered(now)
         if self._downlink_since is not None:
             if self.metrics is not None:
                 # Waiting for the call's next 20 ms slot is pacing, not the gateway's doing: count only how
@@ -707,6 +739,29 @@ class CallSession:
             self._log.info("call.first_agent_audio", after_ms=round(self.summary.first_agent_audio_ms))
         if self.recorder is not None:
             self.recorder.agent(payload, now)
+
+    def _speech_stopped(self, event: SpeechStopped) -> None:
+        # The service's audio position of the speech end, on our clock: when that caller audio went to it.
+        now = self._loop.time()
+        end = self.voicelive.input_time(event.audio_end_ms)
+        end = now if end is None else min(end, now)
+        self._turns.speech_stopped(end)
+        if self._trace is not None:
+            self._trace.turn_started(end, self._offset(end))
+
+    def _turn_answered(self, now: float) -> None:
+        turn = self._turns.audio_sent(now, self._answered_at or self.summary.started)
+        if turn is None:
+            return
+        self._log.info(
+            "call.turn", at=turn.at, total_ms=turn.total_ms, service_ms=turn.service_ms,
+            gateway_ms=turn.gateway_ms, tool_ms=turn.tool_ms, tools=list(turn.tools),
+        )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.turn_latency(turn.total_ms, turn.service_ms, turn.gateway_ms)
+        if self._trace is not None:
+            self._trace.turn_ended(turn, now)
+        self._publish(turn)
 
     async def _barge_in(self, cause: str) -> None:
         """Within the same event: drop queued audio, then cancel the reply and truncate at what was heard."""
@@ -796,15 +851,24 @@ class CallSession:
         direction: Literal["inbound", "outbound"] = (
             "outbound" if isinstance(self.call, OutgoingCall) else "inbound"
         )
-        info = CallInfo(self.call.call_id, self.summary.caller, self.summary.callee, direction, self.metadata)
         # Built-in tools win over an application tool of the same name, as their names are reserved.
         runner = self.builtins.runner if self.builtins.runner.has(event.name) else self.tools
         started = self._loop.time()
-        if runner is None:
-            output = json.dumps({"error": {"type": "unknown_tool", "message": f"no tool {event.name}"}})
-        else:
-            output = await runner.run(event.name, event.arguments, call=info)
-        self._tool_called(event, output, started)
+        trace = self._trace or CallTrace(started)
+        with trace.tool(event.name, event.call_id, started) as span:
+            # The tool span is current while the tool runs: its own spans (and contextvars) follow it.
+            info = CallInfo(
+                self.call.call_id, self.summary.caller, self.summary.callee, direction, self.metadata,
+                trace_context=trace.context_headers(),
+            )  # fmt: skip
+            if runner is None:
+                output = json.dumps({"error": {"type": "unknown_tool", "message": f"no tool {event.name}"}})
+            else:
+                output = await runner.run(event.name, event.arguments, call=info)
+            called = self._tool_called(event, output, started)
+            if called.error is not None:
+                trace.tool_failed(span, called.error)
+        self._turns.tool_ran(event.name, called.duration_ms / 1000)
         ending = self._ending
         # A built-in tool that ends the call wants no reply: the goodbye is already spoken (or being spoken).
         await self.voicelive.send_function_output(event.call_id, output, respond=ending is None)
@@ -936,7 +1000,7 @@ class CallSession:
         self.summary.transcript.sort(key=lambda entry: entry.at)
         self._log.info("call.transcript", role="agent", text=line.text, interrupted=True)
 
-    def _tool_called(self, event: FunctionCall, output: str, started: float) -> None:
+    def _tool_called(self, event: FunctionCall, output: str, started: float) -> ToolCalled:
         try:
             arguments: Any = json.loads(event.arguments)
         except ValueError:
@@ -953,6 +1017,7 @@ class CallSession:
         self.summary.tool_calls.append(called)
         del self.summary.tool_calls[:-MAX_TOOL_CALLS]
         self._publish(called)
+        return called
 
     async def _finish(self) -> None:
         if self._digit_timer is not None:
@@ -974,6 +1039,17 @@ class CallSession:
         if isinstance(stats, RtpSessionStats):  # SRTP is the RTP leg's; another leg has its own security
             s.srtp_suite = stats.srtp_suite
             s.srtp_dropped = stats.srtp_dropped
+            s.quality_received, s.quality_sent = call_quality(stats)
+            scored = [q for q in (s.quality_received, s.quality_sent) if q is not None]
+            if scored:
+                worst = min(scored, key=lambda q: q.r_factor)
+                s.mos, s.r_factor = worst.mos, worst.r_factor
+            if self.metrics is not None:
+                self.metrics.call_quality(s.quality_received, s.quality_sent)
+        s.turns = list(self._turns.turns)
+        totals = [turn.total_ms for turn in s.turns]
+        s.turn_latency_p50_ms = percentile(totals, 0.5)
+        s.turn_latency_p95_ms = percentile(totals, 0.95)
         s.voicelive_reconnects = self.voicelive.reconnects
         s.agent = self.voicelive.settings.agent_name or None
         s.conversation_id = self.voicelive.conversation_id
@@ -1016,7 +1092,24 @@ class CallSession:
             agent=s.agent,
             conversation_id=s.conversation_id,
             amd=s.amd.status if s.amd is not None else None,
+            turns=len(s.turns),
+            turn_latency_p50_ms=s.turn_latency_p50_ms,
+            turn_latency_p95_ms=s.turn_latency_p95_ms,
+            mos=s.mos,
+            mos_received=s.quality_received.mos if s.quality_received is not None else None,
+            mos_sent=s.quality_sent.mos if s.quality_sent is not None else None,
         )
+        if self._trace is not None:
+            attributes: dict[str, str | int | float | bool] = {
+                "voicelive_sip.end_reason": s.end_reason, "voicelive_sip.ended_by": s.ended_by,
+                "gen_ai.usage.input_tokens": s.input_tokens, "gen_ai.usage.output_tokens": s.output_tokens,
+                "voicelive_sip.turns": len(s.turns), "voicelive_sip.tool_calls": len(s.tool_calls),
+            }  # fmt: skip
+            if s.conversation_id is not None:
+                attributes["gen_ai.conversation.id"] = s.conversation_id
+            if s.mos is not None:
+                attributes["voicelive_sip.mos"] = s.mos
+            self._trace.call_ended(self._loop.time(), attributes)
         self._publish(SessionFinished(s.end_reason, s.ended_by))
         self._ended.set()
 
@@ -1120,5 +1213,6 @@ __all__ = [
     "SessionFinished",
     "ToolCalled",
     "TranscriptLine",
+    "TurnLatency",
     "builtin_tools",
 ]

@@ -13,6 +13,7 @@ __all__ = [
     "SessionFinished",
     "ToolCalled",
     "TranscriptLine",
+    "TurnLatency",
 ]
 
 
@@ -56,6 +57,18 @@ class BargedIn:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnLatency:
+    """One caller turn: speech end → first agent audio sent, as service + tools + gateway (milliseconds)."""
+
+    at: float  # seconds after the answer the caller stopped speaking
+    total_ms: float
+    service_ms: float  # speech end → first audio delta received, less the time tools ran
+    gateway_ms: float  # first audio delta received → its first RTP packet sent
+    tool_ms: float = 0.0  # the turn's tool calls, run one after another by the gateway
+    tools: tuple[str, ...] = ()  # names of the tools the turn called, in order
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFinished:
     """The call is over and its summary complete (`await session.wait_ended()` returns that summary)."""
 
@@ -90,4 +103,4 @@ class AmdOutcome:
     message_at_ms: int | None = None  # when the message was requested from the model
 
 
-SessionEvent = TranscriptLine | ToolCalled | BargedIn | AmdDetected | SessionFinished
+SessionEvent = TranscriptLine | ToolCalled | BargedIn | AmdDetected | TurnLatency | SessionFinished

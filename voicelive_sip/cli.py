@@ -384,6 +384,11 @@ async def _call(settings: Settings, uri: str, fake: bool, *, app: str | None = N
             _status(f"voicelive-sip: call ended ({summary.end_reason}) after {summary.duration_s:.1f} s")
             for line in summary.transcript:
                 _status(f"  {line.role}: {line.text}" + (" [interrupted]" if line.interrupted else ""))
+            if summary.turn_latency_p50_ms is not None:
+                _status(
+                    f"  turn latency p50 {summary.turn_latency_p50_ms:.0f} ms, "
+                    f"p95 {summary.turn_latency_p95_ms:.0f} ms over {len(summary.turns)} turns"
+                )
     finally:
         if running_fake is not None:
             await running_fake.stop()

@@ -157,18 +157,43 @@ def _report(
         _say(
             out, f"  time to first agent audio .... {summary.first_agent_audio_ms:7.0f} ms (after the answer)"
         )
+    for turn in summary.turns:
+        tools = f", tools {turn.tool_ms:.0f} ms ({', '.join(turn.tools)})" if turn.tools else ""
+        _say(
+            out,
+            f"  {_label(f'turn at {turn.at:.2f} s')} {turn.total_ms:7.0f} ms speech end to agent audio "
+            f"(service {turn.service_ms:.0f} ms, gateway {turn.gateway_ms:.0f} ms{tools})",
+        )
+    if summary.turn_latency_p50_ms is not None:
+        _say(
+            out,
+            f"  turn latency p50 / p95 ....... {summary.turn_latency_p50_ms:7.0f} / "
+            f"{summary.turn_latency_p95_ms:.0f} ms",
+        )
     if reaction is not None:
         _say(out, f"  barge-in reaction ............ {reaction:7.0f} ms of agent audio after speech began")
     _say(out, f"  barge-ins .................... {summary.barge_ins:7d}")
     s = summary
     _say(out, f"  call duration ................ {s.duration_s:7.2f} s ({s.end_reason}, by {s.ended_by})")
     _say(out, f"  RTP sent / received / lost ... {s.packets_sent} / {s.packets_received} / {s.packets_lost}")
+    for name, quality in (("received", s.quality_received), ("sent", s.quality_sent)):
+        if quality is not None:
+            _say(
+                out,
+                f"  {_label(f'MOS-CQ {name}')} {quality.mos:7.2f} (R {quality.r_factor}, "
+                f"loss {quality.loss_percent} %, jitter {quality.jitter_ms} ms)",
+            )
     _say(out, f"  tokens (fake) ................ {summary.total_tokens}")
     _say(out, "")
     if summary.recording is not None:
         _say(out, f"Recording (left caller, right agent): {summary.recording}")
     if timeline is not None:
         _say(out, f"Timeline of who spoke when:          {timeline}")
+
+
+def _label(text: str) -> str:
+    """`text` padded with dots to the width of the timings' labels."""
+    return f"{text} ".ljust(30, ".")
 
 
 def _levels(path: Path) -> tuple[np.ndarray, np.ndarray]:

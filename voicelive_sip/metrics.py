@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import cast
+from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
@@ -15,6 +15,14 @@ from prometheus_client.utils import floatToGoString
 from voicelive_sip import __version__
 
 __all__ = ["FrameHistogram", "GatewayMetrics", "LabelValues"]
+
+
+class HasMos(Protocol):
+    """A call-quality score of one direction (voicelive_sip.quality.DirectionQuality)."""
+
+    @property
+    def mos(self) -> float: ...
+
 
 _go_float = cast(Callable[[float], str], floatToGoString)  # how Prometheus spells a bucket bound
 
@@ -29,6 +37,10 @@ CALL_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0
 FIRST_AUDIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+TURN_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.3, 4.4, 4.5)
+TURN_PARTS = ("total", "service", "gateway")
+QUALITY_DIRECTIONS = ("received", "sent")
 LATENCY_DIRECTIONS = frozenset({"uplink", "downlink"})
 # Why a received SRTP/SRTCP packet was dropped: it failed authentication (bad tag, another key, plain RTP on
 # an SRTP call) or the replay check.
@@ -194,6 +206,22 @@ class GatewayMetrics:
             buckets=JITTER_BUCKETS,
             registry=r,
         )
+        self.turn_latency_seconds = Histogram(
+            f"{PREFIX}_turn_latency_seconds",
+            "Caller turns: end of speech to the first agent audio sent (total), split into the service's "
+            "part (to the first audio received) and the gateway's (received to sent).",
+            ["part"],
+            buckets=TURN_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.call_mos = Histogram(
+            f"{PREFIX}_call_mos",
+            "G.107 E-model MOS-CQ of each call, per direction: received (caller to gateway), sent (the "
+            "caller's RTCP reports).",
+            ["direction"],
+            buckets=MOS_BUCKETS,
+            registry=r,
+        )
         self.packets_lost = Counter(
             f"{PREFIX}_rtp_packets_lost", "RTP packets from callers that never arrived.", registry=r
         )
@@ -261,6 +289,10 @@ class GatewayMetrics:
             self.calls.labels(direction=self._directions(direction))
         for kind in ("input", "output"):
             self.tokens.labels(type=kind)
+        for part in TURN_PARTS:
+            self.turn_latency_seconds.labels(part=part)
+        for direction in QUALITY_DIRECTIONS:
+            self.call_mos.labels(direction=direction)
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_events.labels(outcome=outcome)
         for reason in OUTBOUND_REFUSALS:
@@ -301,6 +333,17 @@ class GatewayMetrics:
         self.tokens.labels(type="input").inc(max(0, input_tokens))
         self.tokens.labels(type="output").inc(max(0, output_tokens))
         self.voicelive_reconnects.inc(max(0, voicelive_reconnects))
+
+    def turn_latency(self, total_ms: float, service_ms: float, gateway_ms: float) -> None:
+        """One caller turn's latency and its parts (milliseconds)."""
+        for part, ms in (("total", total_ms), ("service", service_ms), ("gateway", gateway_ms)):
+            self.turn_latency_seconds.labels(part=part).observe(max(0.0, ms) / 1000)
+
+    def call_quality(self, received: HasMos | None, sent: HasMos | None) -> None:
+        """A call's E-model scores; a direction without data (None) is not observed."""
+        for direction, quality in (("received", received), ("sent", sent)):
+            if quality is not None:
+                self.call_mos.labels(direction=direction).observe(quality.mos)
 
     def call_rejected(self, status: int) -> None:
         """An incoming call was refused with a final SIP status."""

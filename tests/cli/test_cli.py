@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -44,6 +45,10 @@ def test_demo_runs_a_whole_call(tmp_path: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "Transcript" in out and "time to answer" in out and "time to first agent audio" in out
     assert "barge-in reaction" in out
+    # The caller's question is a turn: its latency, split; the clean loopback scores the G.711 ceiling.
+    assert "speech end to agent audio (service" in out and "turn latency p50 / p95" in out
+    mos = re.search(r"MOS-CQ received \.+ +([0-9.]+)", out)
+    assert mos is not None and float(mos.group(1)) >= 4.3
     assert "agent: We are open" in out
     assert "(interrupted)" in out  # the greeting the caller talked over, as far as it was heard
     assert (tmp_path / "timeline.png").read_bytes().startswith(b"\x89PNG")

@@ -39,6 +39,7 @@ class JitterStatistics:
     pushed: int = 0
     released: int = 0
     concealed: int = 0
+    concealment_runs: int = 0  # runs of consecutive concealed frames: the loss bursts the listener heard
     duplicates: int = 0
     late: int = 0
     overflows: int = 0
@@ -199,6 +200,8 @@ class JitterBuffer:
             return None
         first = min(self._pending)
         timestamp = (self._pending[first][0] - (first - slot) * self.frame_samples) & 0xFFFFFFFF
+        if not self._concealed_history & 1:
+            self.stats.concealment_runs += 1
         self._advance(True)
         self.stats.concealed += 1
         return Frame(slot, timestamp, self.concealer.conceal(self._frame_bytes), True, False)

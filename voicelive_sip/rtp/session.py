@@ -40,6 +40,7 @@ from voicelive_sip.rtp.packet import (
     SdesChunk,
     SenderReport,
     SourceDescription,
+    UnknownRtcp,
     build_rtp_header,
     is_rtcp,
     parse_rtcp,
@@ -48,6 +49,7 @@ from voicelive_sip.rtp.packet import (
 )
 from voicelive_sip.rtp.srtp import SrtpContext, SrtpDropped, SrtpSendError
 from voicelive_sip.rtp.stats import ReceptionStatistics
+from voicelive_sip.rtp.xr import RTCP_XR, VoipMetrics, parse_voip_metrics
 from voicelive_sip.sdes import SrtpKeys
 
 from .._logger import get_logger
@@ -162,6 +164,10 @@ class RtpSessionStats:
     srtp_suite: str | None = None
     srtp_auth_failures: int = 0
     srtp_replays: int = 0
+    concealment_runs: int = 0  # runs of concealed frames (lost or too late): the burst-loss input of quality
+    ptime: int = 20
+    concealment: str = "fade"
+    remote_voip_metrics: VoipMetrics | None = None  # RTCP XR (RFC 3611 §4.7) from the peer, if it sends them
 
     @property
     def srtp_dropped(self) -> dict[str, int]:
@@ -315,6 +321,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._rtcp_sent = 0
         self._rtcp_received = 0
         self._remote_report: ReportBlock | None = None
+        self._remote_xr: VoipMetrics | None = None  # the peer's last RFC 3611 VoIP Metrics of our stream
         self._round_trip: float | None = None
         self._last_sr: tuple[int, float] | None = None  # middle 32 bits of the SR's NTP time, arrival
         # SRTP (set_remote with keys): the context, and what it dropped.
@@ -1034,6 +1041,10 @@ class RtpSession(asyncio.DatagramProtocol):
                             rtt = ((arrival - block.lsr - block.dlsr) & 0xFFFFFFFF) / 65536
                             if rtt < 60:
                                 self._round_trip = rtt
+            elif isinstance(packet, UnknownRtcp) and packet.packet_type == RTCP_XR:
+                for metrics in parse_voip_metrics(packet.body):
+                    if metrics.ssrc == self.ssrc:
+                        self._remote_xr = metrics
             elif isinstance(packet, Bye) and self._remote_ssrc in packet.sources:
                 reason = packet.reason.decode("utf-8", "replace")
                 self._log.info("rtp.bye", ssrc=self._remote_ssrc, reason=reason)
@@ -1095,4 +1106,8 @@ class RtpSession(asyncio.DatagramProtocol):
             srtp_suite=None if self._srtp is None else self._srtp.suite,
             srtp_auth_failures=self._srtp_auth_failures,
             srtp_replays=self._srtp_replays,
+            concealment_runs=jitter.concealment_runs,
+            ptime=self.ptime,
+            concealment=self._concealment,
+            remote_voip_metrics=self._remote_xr,
         )

@@ -17,7 +17,7 @@ import json
 import shutil
 import signal
 import wave
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +116,7 @@ class FakeFaults:
     close_code: int = 1011
     abort: bool = False  # drop TCP without a close frame instead of closing cleanly
     reply_delay_s: float = 0.0
+    speech_stopped_delay_s: float = 0.0  # speech_stopped goes out this late (its audio_end_ms stays true)
     stall_after_chunks: int | None = None  # a reply stalls after N audio chunks until cancelled
     error_on: Mapping[str, str] = field(default_factory=dict)  # client event type -> error code answered
 
@@ -138,6 +139,8 @@ class FakeConnection:
     closed: bool = False
     sent: list[tuple[float, str]] = field(default_factory=list)  # (loop time, type) of every event we sent
     conversation_id: str | None = None  # a Foundry agent session's conversation (new, or the one resumed)
+    # (loop time, audio_end_ms) of each speech_stopped: when the input audio at its audio_end_ms arrived here
+    speech_ends: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def event_types(self) -> list[str]:
@@ -502,6 +505,8 @@ class _ServerConnection:
         self.session = record.session
         self.script = fake.script_key(record)
         self.timeline_samples = 0  # input timeline, in samples at the input rate
+        self.received_samples = 0  # input received, VAD windows complete or not
+        self.arrivals: deque[tuple[float, float]] = deque(maxlen=1000)  # (input ms at its end, loop time)
         self.vad_pending: _Energy = np.zeros(0)  # squared samples not yet in a full VAD window
         self.speech_item: str | None = None
         self.speech_start_ms = 0.0
@@ -621,6 +626,8 @@ class _ServerConnection:
         else:
             pcm = np.frombuffer(audio, dtype="<i2", count=len(audio) // 2).astype(np.float64)
             energy = pcm * pcm
+        self.received_samples += len(energy)
+        self.arrivals.append((self._ms(self.received_samples), asyncio.get_running_loop().time()))
         turn = self.session.get("turn_detection")
         if isinstance(turn, dict):
             await self._vad(energy, turn)
@@ -687,12 +694,24 @@ class _ServerConnection:
     async def _speech_stopped(self, end_ms: float, turn: Mapping[str, Any]) -> None:
         item_id, self.speech_item = self.speech_item, None
         assert item_id is not None
+        self.record.speech_ends.append((self._arrival(end_ms), int(end_ms)))
+        if self.fake.faults.speech_stopped_delay_s:
+            await asyncio.sleep(self.fake.faults.speech_stopped_delay_s)
         await self.send(
             {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": int(end_ms), "item_id": item_id}
         )
         await self._commit(item_id)
         if turn.get("create_response", True):
             await self._start_response(self.fake.next_reply(self.script), {})
+
+    def _arrival(self, position_ms: float) -> float:
+        """When the input audio at `position_ms` arrived (an append taken as real time up to its arrival)."""
+        end_ms, at = self.arrivals[-1]
+        for later_ms, later_at in reversed(self.arrivals):
+            if later_ms < position_ms:
+                break
+            end_ms, at = later_ms, later_at
+        return at - (end_ms - position_ms) / 1000
 
     async def _commit(self, item_id: str) -> None:
         previous, self.last_item_id = self.last_item_id, item_id

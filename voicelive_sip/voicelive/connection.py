@@ -198,7 +198,7 @@ class VoiceLiveSession:
             # The frame never left: keep it for the next connection; the receive loop handles the drop.
             self._buffer_outage(data, pump=False)
             return
-        self.protocol.audio_sent(data)
+        self.protocol.audio_sent(data, asyncio.get_running_loop().time())
 
     def send_audio_nowait(self, frame: bytes) -> bool:
         """Append caller audio now, without a task switch; False when it must go through `send_audio`.
@@ -225,7 +225,7 @@ class VoiceLiveSession:
         except _SEND_ERRORS:
             self._buffer_outage(data, pump=False)  # the receive loop notices the drop and reconnects
             return True
-        self.protocol.audio_sent(data)
+        self.protocol.audio_sent(data, asyncio.get_running_loop().time())
         return True
 
     def queue_audio(self, frame: bytes) -> bool:
@@ -272,7 +272,7 @@ class VoiceLiveSession:
                     return
                 finally:
                     self._pumping = False
-                self.protocol.audio_sent(data)
+                self.protocol.audio_sent(data, loop.time())
                 if self.on_delayed_send is not None:
                     self.on_delayed_send(loop.time() - since)
         finally:
@@ -283,6 +283,10 @@ class VoiceLiveSession:
     def dropped_audio_bytes(self) -> int:
         """Caller audio lost because the backlog outgrew `reconnect_buffer_ms` (oldest dropped first)."""
         return self._outage.dropped
+
+    def input_time(self, audio_ms: int) -> float | None:
+        """Loop time the caller audio at `audio_ms` (a position the service reported) was sent to it."""
+        return self.protocol.input_time(audio_ms)
 
     # -- control --------------------------------------------------------------------------------------
 
@@ -445,7 +449,7 @@ class VoiceLiveSession:
         while pending:
             for data in pending:
                 await send(append_event(data).decode("ascii"))
-                self.protocol.audio_sent(data)
+                self.protocol.audio_sent(data, asyncio.get_running_loop().time())
             # Frames that arrived while we were flushing go out before the session goes live.
             pending = self._outage.take()
 

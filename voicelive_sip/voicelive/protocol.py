@@ -40,6 +40,8 @@ ClientEvent = dict[str, Any]
 _APPEND_PREFIX: Final = b'{"type":"input_audio_buffer.append","audio":"'
 _APPEND_SUFFIX: Final = b'"}'
 _MAX_TRACKED_ITEMS: Final = 64
+_INPUT_MARKS: Final = 512
+_MARK_SLACK_MS: Final = 20  # the oldest kept append covers up to a frame before its end
 
 
 def append_event(data: bytes) -> bytes:
@@ -120,6 +122,9 @@ class VoiceLiveProtocol:
         self.outage = AudioBacklog(outage_ms * wire.bytes_per_ms)
         self._replay = AudioBacklog(replay_ms * wire.bytes_per_ms)
         self.conn_sent = 0  # bytes appended on the current connection: its input timeline
+        # (end of the input timeline in bytes, loop time) of each append, newest last: where the service's
+        # audio positions (speech_stopped's audio_end_ms) fall on our clock. About 10 s of 20 ms frames.
+        self._input_marks: deque[tuple[int, float]] = deque(maxlen=_INPUT_MARKS)
         self.audio_bytes_sent = 0
         self._vad_commit_pos: int | None = None
         self._manual_commits: deque[int] = deque(maxlen=_MAX_TRACKED_ITEMS)
@@ -317,15 +322,37 @@ class VoiceLiveProtocol:
 
     # -- caller audio and reconnects --------------------------------------------------------------------
 
-    def audio_sent(self, data: bytes) -> None:
-        """`data` (wire format) went out on the current connection."""
+    def audio_sent(self, data: bytes, at: float | None = None) -> None:
+        """`data` (wire format) went out on the current connection (at loop time `at`, when known)."""
         self.conn_sent += len(data)
         self.audio_bytes_sent += len(data)
         self._replay.append(data)
+        if at is not None:
+            self._input_marks.append((self.conn_sent, at))
+
+    def input_time(self, audio_ms: int) -> float | None:
+        """When the caller audio at `audio_ms` on this connection's input timeline was sent (None: unknown).
+
+        Within an append the audio is taken as real time, ending when the append went out: a 20 ms frame
+        on the live path, or the end of a backlog sent at once (whose start was captured that much earlier).
+        """
+        target = audio_ms * self.wire.bytes_per_ms
+        marks = self._input_marks
+        if not marks or target < marks[0][0] - _MARK_SLACK_MS * self.wire.bytes_per_ms:
+            return None  # older than the marks kept (or nothing sent on this connection yet)
+        end, at = marks[-1]
+        if target >= end:
+            return at
+        for previous_end, previous_at in reversed(marks):
+            if previous_end < target:
+                break
+            end, at = previous_end, previous_at
+        return at - (end - target) / self.wire.bytes_per_ms / 1000.0
 
     def connection_started(self) -> None:
         """A fresh connection: its input timeline starts at zero, replies of the old one are gone."""
         self.conn_sent = 0
+        self._input_marks.clear()
         self._vad_commit_pos = None
         self._manual_commits.clear()
         self.active_responses.clear()

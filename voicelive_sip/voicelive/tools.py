@@ -58,6 +58,9 @@ class CallInfo:
     callee: str
     direction: Literal["inbound", "outbound"]
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the call API request's metadata
+    # W3C trace context (`traceparent`, `tracestate`) of the tool's span with the [otel] extra, else empty:
+    # headers for a tool that calls a traced service.
+    trace_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
