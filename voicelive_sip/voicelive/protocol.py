@@ -9,8 +9,9 @@ not committed yet (replayed after a drop) and the outage backlog (sent after a r
 from __future__ import annotations
 
 import binascii
+from array import array
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from voicelive_sip.codecs.names import Codec
@@ -101,6 +102,44 @@ class _HistoryEntry:
         self.role, self.text, self.item_id = role, text, item_id
 
 
+class _InputMarks:
+    """(end of the input timeline in bytes, loop time) of the last `size` appends, in two preallocated arrays.
+
+    One mark per caller frame of every call: a deque of tuples allocated 50 objects a second per call, enough
+    at a few hundred calls to run the garbage collector's young generation several times a second and its
+    full collection (tens of ms, a gap in every call's audio) every few seconds. Here appending allocates
+    nothing; only a lookup (once per caller turn) makes tuples.
+    """
+
+    __slots__ = ("_ends", "_next", "_times", "count", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ends = array("q", bytes(8 * size))
+        self._times = array("d", bytes(8 * size))
+        self._next = 0
+        self.count = 0
+
+    def append(self, end: int, at: float) -> None:
+        i = self._next
+        self._ends[i] = end
+        self._times[i] = at
+        self._next = (i + 1) % self.size
+        if self.count < self.size:
+            self.count += 1
+
+    def clear(self) -> None:
+        self._next = self.count = 0
+
+    def oldest_end(self) -> int:
+        return self._ends[(self._next - self.count) % self.size]
+
+    def newest_first(self) -> Iterator[tuple[int, float]]:
+        for k in range(1, self.count + 1):
+            i = (self._next - k) % self.size
+            yield self._ends[i], self._times[i]
+
+
 class VoiceLiveProtocol:
     """The per-call state of the Voice Live protocol: `receive(server_event)` -> `SessionEvent | None`."""
 
@@ -124,7 +163,7 @@ class VoiceLiveProtocol:
         self.conn_sent = 0  # bytes appended on the current connection: its input timeline
         # (end of the input timeline in bytes, loop time) of each append, newest last: where the service's
         # audio positions (speech_stopped's audio_end_ms) fall on our clock. About 10 s of 20 ms frames.
-        self._input_marks: deque[tuple[int, float]] = deque(maxlen=_INPUT_MARKS)
+        self._input_marks = _InputMarks(_INPUT_MARKS)
         self.audio_bytes_sent = 0
         self._vad_commit_pos: int | None = None
         self._manual_commits: deque[int] = deque(maxlen=_MAX_TRACKED_ITEMS)
@@ -328,7 +367,7 @@ class VoiceLiveProtocol:
         self.audio_bytes_sent += len(data)
         self._replay.append(data)
         if at is not None:
-            self._input_marks.append((self.conn_sent, at))
+            self._input_marks.append(self.conn_sent, at)
 
     def input_time(self, audio_ms: int) -> float | None:
         """When the caller audio at `audio_ms` on this connection's input timeline was sent (None: unknown).
@@ -338,12 +377,13 @@ class VoiceLiveProtocol:
         """
         target = audio_ms * self.wire.bytes_per_ms
         marks = self._input_marks
-        if not marks or target < marks[0][0] - _MARK_SLACK_MS * self.wire.bytes_per_ms:
+        if not marks.count or target < marks.oldest_end() - _MARK_SLACK_MS * self.wire.bytes_per_ms:
             return None  # older than the marks kept (or nothing sent on this connection yet)
-        end, at = marks[-1]
+        newest = marks.newest_first()
+        end, at = next(newest)
         if target >= end:
             return at
-        for previous_end, previous_at in reversed(marks):
+        for previous_end, previous_at in newest:
             if previous_end < target:
                 break
             end, at = previous_end, previous_at
