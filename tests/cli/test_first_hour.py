@@ -32,17 +32,22 @@ def command() -> list[str]:
     return [found]
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a new user: no settings, no Azure sign-in, an empty working directory."""
+def new_user_environment(home: Path) -> dict[str, str]:
+    """The environment of a new user: no settings, no Azure sign-in, an empty home (made here)."""
     names = {env_name(g, f) for g in Settings.group_models().values() for f in g.model_fields}
     names |= {"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_USERNAME", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"}
     clean = {
         k: v for k, v in os.environ.items() if k.upper() not in names and not k.startswith("VOICE_LIVE_")
     }
-    home = tmp_path / "home"
     home.mkdir()
-    return {**clean, "HOME": str(home), "SIP_PORT": "0", "METRICS_PORT": "0", "GATEWAY_DRAIN_TIMEOUT": "0"}
+    return {**clean, "HOME": str(home)}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A new user's environment, with free ports and no drain wait."""
+    fresh = new_user_environment(tmp_path / "home")
+    return {**fresh, "SIP_PORT": "0", "METRICS_PORT": "0", "GATEWAY_DRAIN_TIMEOUT": "0"}
 
 
 def run(

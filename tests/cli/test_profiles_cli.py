@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from voicelive_sip.config import Settings
-from voicelive_sip.settings_group import env_name
+from tests.cli.test_first_hour import new_user_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,18 +43,10 @@ def _command() -> list[str]:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """No settings, no Azure sign-in; this checkout's code first (CI installs it; a worktree may not be)."""
-    names = {env_name(g, f) for g in Settings.group_models().values() for f in g.model_fields}
-    names |= {"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_USERNAME", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"}
-    clean = {
-        k: v for k, v in os.environ.items() if k.upper() not in names and not k.startswith("VOICE_LIVE_")
-    }
-    home = tmp_path / "home"
-    home.mkdir()
     path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     return {
-        **clean,
+        **new_user_environment(tmp_path / "home"),
         "PYTHONPATH": path,
-        "HOME": str(home),
         "SIP_PORT": "0",
         "SIP_TRANSPORTS": "udp",
         "METRICS_ENABLED": "false",

@@ -12,7 +12,6 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.interop import conftest as interop
 from tests.interop.conftest import LOCALHOST, Kamailio, Process, Processes, free_port, require_binary
+
+processes = interop.processes  # the interop suites' fixture: every program started is ended at teardown
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -43,39 +45,6 @@ LOCAL_KEYS = (
     "MEDIA_PORT_COUNT",
     "METRICS_PORT",
 )
-
-
-class KitProcesses(Processes):
-    """Processes that may be given their own environment (a gateway's settings)."""
-
-    def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> Process:
-        if env is None:
-            return super().start(name, args)
-        stdout_path = self.workdir / f"{name}.stdout"
-        stderr_path = self.workdir / f"{name}.stderr"
-        with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-            popen = subprocess.Popen(
-                list(args),
-                cwd=self.workdir,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        process = Process(name, list(args), popen, stdout_path, stderr_path)
-        self._started.append(process)
-        return process
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[KitProcesses]:
-    """A process runner whose programs are all ended at teardown."""
-    runner = KitProcesses(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.close()
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -194,7 +163,7 @@ def media_range(count: int = 200) -> tuple[int, int]:
 class Gateways:
     """Starts gateway processes with the kit's env (instance 0) made local, each with its own ports."""
 
-    def __init__(self, processes: KitProcesses) -> None:
+    def __init__(self, processes: Processes) -> None:
         self.processes = processes
         self.started: list[GatewayProcess] = []
 
@@ -255,7 +224,7 @@ class Gateways:
 
 
 @pytest.fixture
-def gateways(processes: KitProcesses) -> Gateways:
+def gateways(processes: Processes) -> Gateways:
     return Gateways(processes)
 
 
@@ -341,15 +310,11 @@ class Dispatchers:
         process = self.processes.start("kamailio", self.command(port, destinations, defines))
         dispatcher = Dispatcher(port, self.rundir / "ctl", process, self.kamcmd_binary)
         deadline = time.monotonic() + 10
-        while True:
-            if process.popen.poll() is not None:
-                raise AssertionError(f"kamailio exited:\n{process.output()}")
-            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                if dispatcher.ctl_socket.exists() and "kamailio" in dispatcher.kamcmd("core.version"):
-                    return dispatcher
+        while not dispatcher.started():
             if time.monotonic() > deadline:
                 raise AssertionError(f"kamailio did not start:\n{process.output()}")
             await asyncio.sleep(0.05)
+        return dispatcher
 
     def close(self) -> None:
         shutil.rmtree(self.rundir, ignore_errors=True)

@@ -19,7 +19,7 @@ from tests.deploy.conftest import (
     KAMAILIO_CFG,
     Dispatchers,
     Gateways,
-    KitProcesses,
+    Processes,
     child_environment,
     free_port,
     media_range,
@@ -136,7 +136,7 @@ def test_kamailio_accepts_the_compose_command_line(tmp_path: Path) -> None:
 
 @pytest.mark.interop
 async def test_the_demo_profile_runs_as_processes(
-    processes: KitProcesses, gateways: Gateways, dispatchers: Dispatchers
+    processes: Processes, gateways: Gateways, dispatchers: Dispatchers
 ) -> None:
     """fake-voicelive, gw1, gw2, kamailio and caller with their compose settings, on free ports instead."""
     services = compose()["services"]

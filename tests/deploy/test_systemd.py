@@ -20,7 +20,7 @@ from tests.deploy.conftest import (
     SYSTEMD,
     GatewayProcess,
     Gateways,
-    KitProcesses,
+    Processes,
     child_environment,
     read_env_file,
 )
@@ -52,7 +52,7 @@ def values(entries: list[tuple[str, str, str]], key: str) -> list[str]:
 
 
 async def test_instance_0_runs_as_the_unit_says_and_answers_options(
-    processes: KitProcesses, gateways: Gateways
+    processes: Processes, gateways: Gateways
 ) -> None:
     entries = unit_entries(UNIT.read_text(), INSTANCE)
     (exec_start,) = values(entries, "ExecStart")

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,13 +84,15 @@ class Processes:
         self.workdir = workdir
         self._started: list[Process] = []
 
-    def start(self, name: str, args: Sequence[str]) -> Process:
+    def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> Process:
+        """Start `args` (with `env` as its whole environment when given) in the test's directory."""
         stdout_path = self.workdir / f"{name}.stdout"
         stderr_path = self.workdir / f"{name}.stderr"
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             popen = subprocess.Popen(
                 list(args),
                 cwd=self.workdir,
+                env=dict(env) if env is not None else None,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -349,6 +351,21 @@ class Kamailio:
         )
         return completed.stdout
 
+    def started(self) -> bool:
+        """Whether kamailio answers on its control socket; AssertionError (with its output) if it exited."""
+        if self.process.popen.poll() is not None:
+            raise AssertionError(f"kamailio exited:\n{self.process.output()}")
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return self.ctl_socket.exists() and "kamailio" in self.kamcmd("core.version")
+        return False
+
+    def wait_started(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.started():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"kamailio did not start:\n{self.process.output()}")
+            time.sleep(0.05)
+
     def contacts(self) -> dict[str, list[str]]:
         """Registered contacts by AoR, from `kamcmd ul.dump`."""
         bindings: dict[str, list[str]] = {}
@@ -389,16 +406,7 @@ def kamailio(processes: Processes, tmp_path: Path) -> Iterator[Kamailio]:
         command += ["-P", str(rundir / "kamailio.pid"), "-Y", str(rundir)]
         process = processes.start("kamailio", command)
         server = Kamailio(port, ctl_socket, process, kamcmd_binary)
-        deadline = time.monotonic() + 10
-        while True:
-            if process.popen.poll() is not None:
-                raise AssertionError(f"kamailio exited:\n{process.output()}")
-            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                if ctl_socket.exists() and "kamailio" in server.kamcmd("core.version"):
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"kamailio did not start:\n{process.output()}")
-            time.sleep(0.05)
+        server.wait_started()
         yield server
         processes.stop(process)
     finally:

@@ -10,11 +10,8 @@ kamailio's side of that tunnel are genuine TLS; sipp's messages are unchanged.""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,16 +157,7 @@ def kamailio_tls(processes: Processes, pki: TestPki, tmp_path: Path) -> Iterator
         command += ["-P", str(rundir / "kamailio.pid"), "-Y", str(rundir)]
         process = processes.start("kamailio_tls", command)
         server = KamailioTls(port, ctl_socket, process, kamcmd_binary, tls_port)
-        deadline = time.monotonic() + 10
-        while True:
-            if process.popen.poll() is not None:
-                raise AssertionError(f"kamailio exited:\n{process.output()}")
-            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                if ctl_socket.exists() and "kamailio" in server.kamcmd("core.version"):
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"kamailio did not start:\n{process.output()}")
-            time.sleep(0.05)
+        server.wait_started()
         yield server
         processes.stop(process)
     finally:

@@ -6,10 +6,10 @@ import asyncio
 import itertools
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from tests.rtp.conftest import until as _until
 from voicelive_sip.codecs import Codec
 from voicelive_sip.media import ByeReceived, DtmfReceived, MediaEvent, MediaTimeout, SsrcChanged
 from voicelive_sip.rtp.clock import MediaClock
@@ -24,18 +24,6 @@ LOCAL = "127.0.0.1"
 def _pool(count: int = 400) -> PortPool:
     # A range per test process keeps parallel runs by other engineers out of each other's way.
     return PortPool(LOCAL, 30000 + (os.getpid() % 500) * 40, count)
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[MediaClock]:
-    async with MediaClock() as running:
-        yield running
 
 
 def test_pool_hands_out_even_ports_and_exhausts_clearly() -> None:

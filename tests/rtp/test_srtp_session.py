@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
 
 import pylibsrtp
 import pytest
 from structlog.testing import capture_logs
 
+from tests.rtp.conftest import until as _until
 from voicelive_sip.media import DtmfReceived
 from voicelive_sip.rtp.clock import MediaClock
 from voicelive_sip.rtp.jitter import Frame
@@ -24,18 +24,6 @@ SILENCE = b"\xff" * 160
 
 def _pool(count: int = 200) -> PortPool:
     return PortPool(LOCAL, 38000 + (os.getpid() % 300) * 20, count)
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[MediaClock]:
-    async with MediaClock() as running:
-        yield running
 
 
 def keys(suite: str = "AES_CM_128_HMAC_SHA1_80") -> tuple[SrtpKeys, SrtpKeys]:
