@@ -8,10 +8,12 @@ gateway's recording holds both sides.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +101,18 @@ def loudest_dbfs(channel: np.ndarray, rate: int, window_ms: int = 20) -> float:
         return float(20 * np.log10(np.sqrt(np.mean(windows**2, axis=1)).max()))
 
 
+@dataclass
+class BrowserGateway:
+    """A gateway serving /phone and /whip at `url`, its fake Voice Live, and the keys its calls pressed."""
+
+    fake: FakeVoiceLive
+    gateway: Gateway
+    url: str
+    keys: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-async def browser_gateway(tmp_path: Path) -> AsyncIterator[tuple[FakeVoiceLive, Gateway, str]]:
+async def browser_gateway(tmp_path: Path) -> AsyncIterator[BrowserGateway]:
     """A gateway taking browser calls on 127.0.0.1 (ICE too) with the fake Voice Live; yields its URL."""
     first = free_udp_range(20)
     async with FakeVoiceLive(replies=[FakeReply(REPLY)], pace=1.0) as fake:
@@ -115,13 +127,14 @@ async def browser_gateway(tmp_path: Path) -> AsyncIterator[tuple[FakeVoiceLive, 
         (tmp_path / "recordings").mkdir()
         from voicelive_sip.webrtc.server import BrowserCalls  # aiortc: only where browser calls are tested
 
-        async with Gateway(settings) as gateway:
+        keys: list[str] = []
+        async with Gateway(settings, on_dtmf=keys.append) as gateway:
             browser = BrowserCalls(gateway, settings.webrtc, token=None)
             server = ObservabilityServer(
                 gateway.metrics, ready=gateway.readiness, host="127.0.0.1", port=0, browser=browser
             )
             async with server:
-                yield fake, gateway, server.url
+                yield BrowserGateway(fake, gateway, server.url, keys)
 
 
 @pytest.fixture
@@ -136,7 +149,7 @@ async def page(tmp_path: Path) -> AsyncIterator[Any]:
             executable_path=str(CHROMIUM),
             headless=True,
             args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={capture}%noloop"],
-            viewport={"width": 1200, "height": 820},
+            viewport={"width": 1200, "height": 660},
             color_scheme="light",
         )
         try:
@@ -151,10 +164,19 @@ async def wait_for(page: Any, expression: str) -> Any:
     return await handle.json_value()
 
 
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    """Wait until `predicate()` holds (a guard against hanging, not a measurement)."""
+    for _ in range(WAIT_MS // 50):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 async def test_a_browser_calls_the_agent_talks_over_it_and_hangs_up(
-    browser_gateway: tuple[FakeVoiceLive, Gateway, str], page: Any, tmp_path: Path
+    browser_gateway: BrowserGateway, page: Any, tmp_path: Path
 ) -> None:
-    fake, gateway, url = browser_gateway
+    fake, gateway, url = browser_gateway.fake, browser_gateway.gateway, browser_gateway.url
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.goto(f"{url}/phone")
@@ -188,13 +210,14 @@ async def test_a_browser_calls_the_agent_talks_over_it_and_hangs_up(
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, SCREENSHOT)
 
+    # A key pressed on the page's keypad reaches the gateway as DTMF.
+    await page.click("#keypad [data-key='5']")
+    await until(lambda: bool(browser_gateway.keys), "the key at the gateway")
+    assert browser_gateway.keys == ["5"]
+
     await page.click("#hangup")
     await wait_for(page, "window.phone.state === 'ended'")
-    for _ in range(int(WAIT_MS / 50)):
-        if gateway.summaries:
-            break
-        await page.wait_for_timeout(50)
-    assert gateway.summaries, "the call did not end at the gateway"
+    await until(lambda: bool(gateway.summaries), "the call's end at the gateway")
     summary = gateway.summaries[-1]
     assert summary.ended_by == "remote" and summary.end_reason in ("bye", "delete"), summary
     assert summary.barge_ins >= 1 and summary.first_agent_audio_ms is not None
