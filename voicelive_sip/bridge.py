@@ -73,6 +73,7 @@ from .voicelive import (
     VoiceLiveSession,
 )
 from .voicelive.tools import CallInfo, Tool, ToolRunner
+from .webrtc.call import BrowserCall
 
 log = get_logger("voicelive_sip.bridge")
 
@@ -288,7 +289,7 @@ class CallSession:
 
     def __init__(
         self,
-        call: Call,
+        call: Call | BrowserCall,
         media: MediaLeg,
         voicelive: VoiceLiveSession,
         *,
@@ -489,10 +490,32 @@ class CallSession:
             raise
 
     @classmethod
+    def for_leg(
+        cls,
+        call: BrowserCall,
+        leg: MediaLeg,
+        voicelive: VoiceLiveSession,
+        settings: Settings,
+        runner: ToolRunner,
+        builtins: BuiltinTools,
+        *,
+        on_dtmf: DtmfHandler | None = None,
+        on_recording: RecordingHook | None = None,
+        metrics: GatewayMetrics | None = None,
+        started: float,
+    ) -> CallSession:
+        """The session of a call that came another way than SIP (a browser, over WebRTC), its media up and
+        its Voice Live session (from `voicelive_for`) connected."""
+        return cls._build(
+            call, leg, voicelive, settings, runner, builtins, on_dtmf, on_recording, "inbound",
+            metrics=metrics, media=None, started=started,
+        )  # fmt: skip
+
+    @classmethod
     def _build(
         cls,
-        call: Call,
-        rtp: RtpSession,
+        call: Call | BrowserCall,
+        rtp: MediaLeg,
         voicelive: VoiceLiveSession,
         settings: Settings,
         runner: ToolRunner,
@@ -530,7 +553,9 @@ class CallSession:
             recorder=recorder,
             on_dtmf=on_dtmf,
             on_recording=on_recording,
-            on_media_update=functools.partial(_apply_media, rtp, *_media_peer(call, settings.media)),
+            on_media_update=functools.partial(_apply_media, rtp, *_media_peer(call, settings.media))
+            if isinstance(rtp, RtpSession) and isinstance(call, Call)
+            else None,
             direction=direction,
             amd=amd,
         )
@@ -1114,8 +1139,8 @@ class CallSession:
         self._ended.set()
 
 
-def _parties(call: Call) -> tuple[str, str]:
-    if isinstance(call, IncomingCall):
+def _parties(call: Call | BrowserCall) -> tuple[str, str]:
+    if isinstance(call, IncomingCall | BrowserCall):
         return call.from_, call.to
     if isinstance(call, OutgoingCall):
         return "", call.target
@@ -1175,6 +1200,23 @@ def _new_voicelive(
     )
 
 
+def voicelive_for(
+    settings: Settings,
+    tools: Sequence[Tool[Any, Any]],
+    codec: Codec,
+    credential: Any,
+    call_id: str,
+    voicelive_settings: VoiceLiveSettings | None = None,
+) -> tuple[VoiceLiveSession, ToolRunner, BuiltinTools]:
+    """A call's Voice Live session (not yet connected) with its tool runners, for `CallSession.for_leg`."""
+    runner, builtins = (
+        _runner(tools, settings.gateway),
+        BuiltinTools(settings.gateway, server=settings.sip.server),
+    )
+    voicelive = _new_voicelive(settings, voicelive_settings, codec, runner, builtins, credential, call_id)
+    return voicelive, runner, builtins
+
+
 async def _connected_unless_ended(connecting: asyncio.Future[None], call: IncomingCall) -> None:
     """Wait for Voice Live while the caller waits; if the INVITE ends first (CANCEL), stop connecting at once
     so that a call that never completes holds no Voice Live session (raises CallFailed 487)."""
@@ -1190,7 +1232,7 @@ async def _connected_unless_ended(connecting: asyncio.Future[None], call: Incomi
     connecting.result()  # raises VoiceLiveError when the connection failed
 
 
-async def _release(call: Call, rtp: RtpSession, voicelive: VoiceLiveSession) -> None:
+async def _release(call: Call, rtp: MediaLeg, voicelive: VoiceLiveSession) -> None:
     """Give back what an answered call holds if its session cannot be built: ports, Voice Live, dialog."""
     rtp.close()
     await voicelive.close()
@@ -1215,4 +1257,5 @@ __all__ = [
     "TranscriptLine",
     "TurnLatency",
     "builtin_tools",
+    "voicelive_for",
 ]

@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser("demo", help="run a self-contained call on loopback (no account, no network)")
     demo.add_argument("--output", default="voicelive-sip-demo", help="folder for the recording and timeline")
+    demo.add_argument(
+        "--browser",
+        action="store_true",
+        help="instead of the loopback call, serve the browser phone (/phone) with the fake Voice Live and "
+        "print its URL; Ctrl-C stops",
+    )
     check = commands.add_parser(
         "check",
         parents=[logging, app],
@@ -105,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "demo" and args.browser:
+            settings = load_settings()
+            settings.logging.configure()
+            return _run(_serve(settings, True, browser_url=True))
         if args.command == "demo":
             return _demo(Path(args.output))
         if args.env_file:
@@ -237,6 +247,7 @@ async def _metrics_server(gateway: Gateway) -> Any:
         host=metrics.host,
         port=metrics.port,
         calls=_call_api(gateway),
+        browser=_browser_calls(gateway),
     )
     try:
         await server.start()
@@ -249,6 +260,21 @@ async def _metrics_server(gateway: Gateway) -> Any:
     return server
 
 
+def _http_token(settings: Settings) -> str | None:
+    """HTTP_AUTH_TOKEN: one token for every HTTP API of the gateway."""
+    token = settings.metrics.auth_token or settings.outbound.auth_token
+    return token.get_secret_value() if token is not None else None
+
+
+def _browser_calls(gateway: Gateway) -> Any:
+    """Browser calls (WEBRTC_ENABLED) on this gateway's HTTP server, or None."""
+    if not gateway.settings.webrtc.enabled:
+        return None
+    from .webrtc.server import BrowserCalls
+
+    return BrowserCalls(gateway, gateway.settings.webrtc, token=_http_token(gateway.settings))
+
+
 def _call_api(gateway: Gateway) -> Any:
     """The call API (OUTBOUND_API_ENABLED) on this gateway, or None."""
     outbound = gateway.settings.outbound
@@ -257,20 +283,31 @@ def _call_api(gateway: Gateway) -> Any:
     from .call_api import CallApi
     from .dialer import Dialer
 
-    token = outbound.auth_token.get_secret_value() if outbound.auth_token is not None else None
-    return CallApi(Dialer(gateway, outbound), token=token)
+    return CallApi(Dialer(gateway, outbound), token=_http_token(gateway.settings))
 
 
-async def _serve(settings: Settings, fake: bool, *, app: str | None = None, gc_freeze: bool = False) -> int:
+async def _serve(
+    settings: Settings,
+    fake: bool,
+    *,
+    app: str | None = None,
+    gc_freeze: bool = False,
+    browser_url: bool = False,
+) -> int:
+    if settings.webrtc.enabled is None:
+        settings.webrtc.enabled = fake  # browser calls come with the fake: a try-out; with Azure, on request
     running_fake = await _with_fake(settings) if fake else None
     try:
-        return await _serve_gateway(await _gateway(settings, app, running_fake), gc_freeze=gc_freeze)
+        gateway = await _gateway(settings, app, running_fake)
+        if gateway.settings.webrtc.enabled is None:
+            gateway.settings.webrtc.enabled = settings.webrtc.enabled
+        return await _serve_gateway(gateway, gc_freeze=gc_freeze, browser_url=browser_url)
     finally:
         if running_fake is not None:
             await running_fake.stop()
 
 
-async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
+async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool, browser_url: bool = False) -> int:
     settings = gateway.settings
     _status("voicelive-sip: starting ...")
     await gateway.start()
@@ -293,6 +330,13 @@ async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool) -> int:
         _status(f"voicelive-sip: metrics and health on {observability.url}/metrics, /healthz, /readyz")
         if observability.calls is not None:
             _status(f"voicelive-sip: call API on {observability.url}/calls (described at /openapi.json)")
+        if observability.browser is not None:
+            _status(f"voicelive-sip: browser phone on {observability.url}/phone (WHIP at /whip)")
+            if browser_url:
+                print(f"Open {observability.url}/phone in a browser to talk to the agent.", flush=True)
+    if browser_url and observability is None:
+        await gateway.stop()
+        raise StartupError(["METRICS_ENABLED: the browser phone is on the HTTP server, but it is off"])
     loop = asyncio.get_running_loop()
     stops = 0
 

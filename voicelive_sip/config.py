@@ -898,9 +898,11 @@ class WebhookSettings(SettingsGroup):
 
 
 class MetricsSettings(SettingsGroup):
-    """The observability endpoint: `METRICS_ENABLED`, `METRICS_HOST` and `METRICS_PORT`."""
+    """The gateway's one HTTP server: `METRICS_ENABLED`, `METRICS_HOST`, `METRICS_PORT`, `HTTP_AUTH_TOKEN`."""
 
-    model_config = SettingsConfigDict(env_prefix="METRICS_", extra="ignore", env_file=".env")
+    model_config = SettingsConfigDict(
+        env_prefix="METRICS_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
 
     enabled: bool = Field(default=True, description="Serve /metrics, /healthz and /readyz.")
     host: str = Field(
@@ -910,6 +912,93 @@ class MetricsSettings(SettingsGroup):
     # Not 9100: that is node_exporter's, usually running on the same host (the whole 9100-9999 exporter range
     # is allocated).
     port: int = Field(default=8160, ge=0, le=65535, description="TCP port (0: any free port).")
+    auth_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HTTP_AUTH_TOKEN"),
+        description="Bearer token every HTTP API of the gateway requires (the call API, /whip; the /phone "
+        "page asks for it); required when METRICS_HOST is not a loopback address and an API is on.",
+    )
+
+
+def _ice_server(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in ("stun", "stuns", "turn", "turns") or not (parts.path or parts.netloc):
+        raise ValueError(f"not a STUN or TURN URL: {url!r} (e.g. stun:stun.example.com:3478)")
+    return url
+
+
+class WebRtcSettings(SettingsGroup):
+    """Browser calls over WebRTC (WHIP at /whip, the page at /phone) on the HTTP server (METRICS_PORT)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEBRTC_", extra="ignore", populate_by_name=True, env_file=".env"
+    )
+
+    enabled: bool | None = Field(
+        default=None,
+        description="Take browser calls at /whip and serve /phone (default: on with the bundled fake Voice "
+        "Live, i.e. `serve --fake-voicelive` and the demo; off otherwise).",
+    )
+    ice_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="STUN/TURN URLs offered to ICE, comma-separated (none by default: host candidates only, "
+        "which works on a LAN or with WEBRTC_ICE_ADDRESSES on a public address).",
+    )
+    ice_username: str | None = Field(default=None, description="TURN username (for the turn: URLs).")
+    ice_credential: SecretStr | None = Field(default=None, description="TURN password (for the turn: URLs).")
+    ice_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Local IP addresses to gather ICE host candidates on, comma-separated (default: every "
+        "interface but loopback); 127.0.0.1 keeps a browser on this host on loopback.",
+    )
+    ice_public_address: str | None = Field(
+        default=None,
+        description="The public address of a 1:1 NAT in front of this host: host candidates are announced "
+        "with it instead of the local address (as Janus's nat_1_1_mapping).",
+    )
+    ice_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=120,
+        description="Seconds for ICE and DTLS to connect before the call is freed.",
+    )
+    max_pending: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Browser calls connecting (offer answered, ICE not done) at once.",
+    )
+    max_offer_bytes: int = Field(
+        default=16384, ge=1024, le=262144, description="Largest SDP offer accepted (bytes); 413 above."
+    )
+    max_call_duration: float = Field(
+        default=3600.0, gt=0, description="A browser call is ended after this many seconds."
+    )
+    media_timeout: float = Field(
+        default=10.0, gt=0, description="A browser call with no audio from the browser for this long ends."
+    )
+
+    _split_lists = field_validator("ice_servers", "ice_addresses", mode="before")(_csv)
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _ice_urls(cls, value: list[str]) -> list[str]:
+        return [_ice_server(url) for url in value]
+
+    @field_validator("ice_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_address(address)  # ValueError names the bad entry
+        return value
+
+    @field_validator("ice_public_address")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
 
 
 class Settings(BaseSettings):
@@ -926,6 +1015,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     amd: AmdSettings = Field(default_factory=AmdSettings)
+    webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
 
     @classmethod
     def group_models(cls) -> dict[str, type[BaseSettings]]:

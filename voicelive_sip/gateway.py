@@ -499,6 +499,15 @@ class Gateway:
                            "action": event.action}  # fmt: skip
                 self._notify(context, "call.amd", verdict, session)
 
+    async def carry(self, session: CallSession) -> None:
+        """Run a call set up another way than by the user agent (a browser call) like one of ours: counted,
+        watched (`next_call`, hooks, webhooks, metrics), drained and stopped with the others."""
+        await self._run(session)
+
+    def voicelive_outcome(self, error: VoiceLiveError | None) -> None:
+        """Tell the health check how a Voice Live connection attempt went (None: it connected)."""
+        self._voicelive_outcome(error)
+
     async def _run(self, session: CallSession, context: CallContext | None = None) -> None:
         if context is None:  # an incoming call: started and answered in one step, for the receivers
             context = CallContext.new()

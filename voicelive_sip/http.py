@@ -1,5 +1,6 @@
-"""ObservabilityServer: `/metrics`, `/healthz` and `/readyz` over HTTP for scrapers and orchestrators, and the
-call API (`/calls`, `/openapi.json`: voicelive_sip.call_api) when the gateway serves one."""
+"""ObservabilityServer: the gateway's one HTTP server. `/metrics`, `/healthz` and `/readyz` for scrapers and
+orchestrators; the call API (`/calls`, `/openapi.json`: voicelive_sip.call_api) and browser calls (`/whip`,
+`/phone`: voicelive_sip.webrtc) when the gateway serves them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ._logger import get_logger
 
 if TYPE_CHECKING:
     from .call_api import CallApi
+    from .webrtc.server import BrowserCalls
 
 __all__ = ["MetricsSettings", "ObservabilityServer", "ReadinessCheck"]
 
@@ -25,8 +27,8 @@ log = get_logger("voicelive_sip.http")
 ReadinessCheck = Callable[[], tuple[bool, dict[str, object]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Only GETs without bodies are served (but POST /calls, which reads its own bounded body), so a request needs
-# nothing beyond its headers.
+# Only GETs without bodies are served (but POST /calls and /whip, which read their own bounded bodies), so a
+# request needs nothing beyond its headers.
 MAX_REQUEST_BYTES = 1024
 MAX_LINE_BYTES = 1024
 MAX_HEADER_FIELD_BYTES = 4096
@@ -44,7 +46,7 @@ def _json(status: int, body: dict[str, object]) -> web.Response:
 
 @web.middleware
 async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.body_exists and not (request.method == "POST" and request.path == "/calls"):
+    if request.body_exists and not (request.method == "POST" and request.path in ("/calls", "/whip")):
         return _json(413, {"error": "request bodies are not accepted"})
     return await handler(request)
 
@@ -60,9 +62,11 @@ class ObservabilityServer:
         host: str = "127.0.0.1",
         port: int = 9100,
         calls: CallApi | None = None,
+        browser: BrowserCalls | None = None,
     ) -> None:
         self.metrics = metrics
         self.calls = calls
+        self.browser = browser
         self.host = host
         self._ready = ready
         self._requested_port = port
@@ -88,12 +92,16 @@ class ObservabilityServer:
             raise RuntimeError("ObservabilityServer is already started")
         if self.calls is not None:
             self.calls.check_bind(self.host)  # no call API on a public address without a token
+        if self.browser is not None:
+            self.browser.check_bind(self.host)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_refuse_bodies])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         if self.calls is not None:
             self.calls.add_routes(app)
+        if self.browser is not None:
+            self.browser.add_routes(app)
         runner = web.AppRunner(
             app,
             access_log=None,  # scrapes every few seconds would drown the call events
@@ -119,6 +127,8 @@ class ObservabilityServer:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        if self.browser is not None:
+            await self.browser.close()
         await runner.cleanup()
         log.info("http.stopped", host=self.host, port=self._port)
         self._port = None

@@ -140,6 +140,15 @@ class UserAgent:
     def health(self, check: Callable[[], str | None] | None) -> None:
         self._incoming.health = check
 
+    @property
+    def other_calls(self) -> Callable[[], int]:
+        """How many calls the application carries beside SIP (browser calls): they count to SIP_MAX_CALLS."""
+        return self._incoming.other_calls
+
+    @other_calls.setter
+    def other_calls(self, count: Callable[[], int]) -> None:
+        self._incoming.other_calls = count
+
     def unavailable(self) -> tuple[str, int] | None:
         """Why a new call would be refused now (draining, full, unhealthy) and its Retry-After; or None."""
         return self._incoming.unavailable()

@@ -47,6 +47,8 @@ class IncomingRequests:
         self.draining = False
         # Set by the application (the gateway: Voice Live reachability): why new calls would fail, or None.
         self.health: Callable[[], str | None] | None = None
+        # Calls the application carries beside SIP (the gateway's browser calls): they count to SIP_MAX_CALLS.
+        self.other_calls: Callable[[], int] = lambda: 0
         self.merged = MergedRequests()
         self.queue: asyncio.Queue[IncomingCall] = asyncio.Queue(maxsize=self.options.max_calls)
         self._by_invite: dict[str, IncomingCall] = {}  # our INVITE server transactions, until they end
@@ -129,6 +131,11 @@ class IncomingRequests:
             return None
         return found
 
+    @property
+    def active(self) -> int:
+        """Calls that count to SIP_MAX_CALLS: live SIP calls and the application's other calls."""
+        return len(self.table.live) + self.other_calls()
+
     def unavailable(self) -> tuple[str, int] | None:
         """Why a new call would be refused now, with the Retry-After to give; None when one can be taken.
 
@@ -137,7 +144,7 @@ class IncomingRequests:
         """
         if self.draining:
             return "draining", 30
-        if len(self.table.live) >= self.options.max_calls:
+        if self.active >= self.options.max_calls:
             return "full", 5
         problem = self.health() if self.health is not None else None
         if problem:
@@ -161,8 +168,8 @@ class IncomingRequests:
         if self.draining:
             respond(event, 503, headers=[("Retry-After", "30")])
             return
-        if len(self.table.live) >= self.options.max_calls:
-            log.info("sip.call_refused_busy", call_id=request.call_id, active=len(self.table.live))
+        if self.active >= self.options.max_calls:
+            log.info("sip.call_refused_busy", call_id=request.call_id, active=self.active)
             extra = [("Retry-After", "5")] if self.options.busy_status == 503 else []
             respond(event, self.options.busy_status, headers=extra)
             return

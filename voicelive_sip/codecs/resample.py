@@ -10,7 +10,7 @@ import soxr
 
 __all__ = ["SUPPORTED_RATES", "Resampler"]
 
-SUPPORTED_RATES: Final = frozenset({8000, 16000, 24000})
+SUPPORTED_RATES: Final = frozenset({8000, 16000, 24000, 48000})
 
 
 class Resampler:

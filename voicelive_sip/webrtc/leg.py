@@ -1,0 +1,242 @@
+"""BrowserLeg: a WebRTC call's audio as a `MediaLeg`, wideband PCM16 at 24 kHz across the interface.
+
+aiortc decodes the browser's Opus (48 kHz) on its own thread; each frame is folded to mono and resampled
+to 24 kHz with a streaming soxr resampler kept for the call, then handed to the bridge. The other way, the
+agent's 24 kHz audio is queued in a bounded buffer and `AgentTrack.recv` pulls one 20 ms frame per tick on
+absolute deadlines (silence when nothing is queued), which aiortc's Opus encoder turns into RTP. `played_ms`
+counts the agent audio pulled, the position barge-in truncates at, exactly as on the RTP leg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from .._logger import get_logger
+from ..codecs.names import Codec
+from ..codecs.resample import Resampler
+from ..media import MediaEvent, MediaTimeout
+from ..rtp.outbound import OutboundBuffer
+
+__all__ = ["AgentTrack", "BrowserLeg", "BrowserStats"]
+
+log = get_logger("voicelive_sip.webrtc")
+
+RATE = 24000  # the audio crossing the leg (and Voice Live's pcm16 rate)
+FRAME_S = 0.02
+FRAME_SAMPLES = int(RATE * FRAME_S)
+FRAME_BYTES = FRAME_SAMPLES * 2
+BYTES_PER_MS = RATE * 2 // 1000
+MAX_EARLY_FRAMES = 50  # caller frames kept before the bridge takes them (1 s)
+MAX_EVENTS = 16
+STATS_EVERY_S = 5.0
+OPUS_CLOCK = 48000
+_TIME_BASE = fractions.Fraction(1, RATE)
+_SILENCE = bytes(FRAME_BYTES)
+
+
+@dataclass(slots=True)
+class BrowserStats:
+    """What the call summary reports: frames as packets, and the receiver's loss and jitter from aiortc."""
+
+    packets_sent: int = 0
+    packets_received: int = 0
+    cumulative_lost: int = 0
+    jitter_ms: float = 0.0
+
+
+class AgentTrack(MediaStreamTrack):
+    """The audio track aiortc sends: one 20 ms frame of the leg's queue per tick, on absolute deadlines."""
+
+    kind = "audio"
+
+    def __init__(self, leg: BrowserLeg) -> None:
+        super().__init__()
+        self._leg = leg
+        self._ticker = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live" or self._leg.closed:
+            raise MediaStreamError
+        now = self._ticker.time()
+        if self._deadline is None or now - self._deadline > 0.2:
+            self._deadline = now  # the first frame, or a stall: start the schedule again rather than burst
+        else:
+            self._deadline += FRAME_S
+            if self._deadline > now:
+                await asyncio.sleep(self._deadline - now)
+        payload = self._leg.next_frame(self._deadline)
+        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(payload)
+        frame.sample_rate = RATE
+        frame.time_base = _TIME_BASE
+        frame.pts = self._pts
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
+class BrowserLeg:
+    """Caller audio in (`receive`), agent audio out (`enqueue`, `clear`), playout position, media events."""
+
+    def __init__(self, *, outbound_seconds: float = 30.0, media_timeout: float = 10.0) -> None:
+        self.on_played: Callable[[bytes], None] | None = None
+        self.media_timeout = media_timeout
+        self.closed = False
+        self.stats = BrowserStats()
+        self.outbound = OutboundBuffer(
+            frame_bytes=FRAME_BYTES, bytes_per_second=RATE * 2, max_seconds=outbound_seconds, fill=0
+        )
+        self._handler: Callable[[bytes], None] | None = None
+        self._early: deque[bytes] = deque(maxlen=MAX_EARLY_FRAMES)
+        self._events: asyncio.Queue[MediaEvent | None] = asyncio.Queue(MAX_EVENTS)
+        self._resamplers: dict[int, Resampler] = {}
+        self._silence_frames = 0
+        self._deadline = 0.0
+        self._reader: asyncio.Task[None] | None = None
+        self.track = AgentTrack(self)
+
+    # -- MediaLeg ------------------------------------------------------------------------------------------
+    @property
+    def codec(self) -> Codec:
+        return Codec.OPUS
+
+    @property
+    def played_ms(self) -> int:
+        return self.outbound.played_bytes // BYTES_PER_MS
+
+    @property
+    def queued_ms(self) -> int:
+        return -(-len(self.outbound) // BYTES_PER_MS)
+
+    @property
+    def silence_frames_sent(self) -> int:
+        return self._silence_frames
+
+    @property
+    def frame_deadline(self) -> float:
+        return self._deadline
+
+    def receive(self, handler: Callable[[bytes], None]) -> None:
+        while self._early:
+            handler(self._early.popleft())
+        self._handler = handler
+
+    def enqueue(self, payload: bytes) -> int:
+        accepted = self.outbound.enqueue(payload)
+        if accepted < len(payload):
+            log.warning("webrtc.enqueue_failed", dropped=len(payload) - accepted)
+        return accepted
+
+    def clear(self) -> int:
+        return self.outbound.clear()
+
+    async def events(self) -> AsyncIterator[MediaEvent]:
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+        self.track.stop()
+        self.outbound.clear()
+        while self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(None)
+
+    # -- the aiortc side -----------------------------------------------------------------------------------
+    def attach(self, track: Any, pc: RTCPeerConnection) -> None:
+        """Read the browser's audio track from now on (once; a second audio track is ignored)."""
+        if self._reader is None and not self.closed:
+            self._reader = asyncio.ensure_future(self._read(track, pc))
+
+    def next_frame(self, deadline: float) -> bytes:
+        """The 20 ms frame to send at `deadline`: queued agent audio, else silence."""
+        self._deadline = deadline
+        payload = self.outbound.pull()
+        self.stats.packets_sent += 1
+        if payload is None:
+            self._silence_frames += 1
+            return _SILENCE
+        if self.on_played is not None:
+            self.on_played(payload)
+        return payload
+
+    def mono_24k(self, frame: AudioFrame) -> bytes:
+        """One decoded frame (s16, any layout and supported rate) as mono PCM16 at 24 kHz."""
+        samples = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        if frame.format.is_planar:
+            mono = samples.astype(np.int32).sum(axis=0) // max(1, samples.shape[0])
+        elif channels > 1:
+            mono = samples.reshape(-1, channels).astype(np.int32).sum(axis=1) // channels
+        else:
+            mono = samples.reshape(-1)
+        pcm = mono.astype(np.int16)
+        resampler = self._resamplers.get(frame.sample_rate)
+        if resampler is None:
+            resampler = self._resamplers[frame.sample_rate] = Resampler(frame.sample_rate, RATE, quality="QQ")
+        return resampler.process(pcm).tobytes()
+
+    async def _read(self, track: Any, pc: RTCPeerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        next_stats = loop.time() + STATS_EVERY_S
+        try:
+            while not self.closed:
+                try:
+                    frame = await asyncio.wait_for(track.recv(), self.media_timeout)
+                except TimeoutError:
+                    self._event(MediaTimeout(self.media_timeout))
+                    return
+                if not isinstance(frame, AudioFrame) or frame.format.name not in ("s16", "s16p"):
+                    continue
+                try:
+                    pcm = self.mono_24k(frame)
+                except ValueError:  # a rate the resampler does not take: not from aiortc's Opus decoder
+                    log.warning("webrtc.unsupported_audio", rate=frame.sample_rate)
+                    continue
+                self.stats.packets_received += 1
+                if pcm:
+                    if self._handler is not None:
+                        self._handler(pcm)
+                    else:
+                        self._early.append(pcm)
+                if loop.time() >= next_stats:
+                    next_stats = loop.time() + STATS_EVERY_S
+                    await self.refresh_stats(pc)
+        except MediaStreamError:
+            return  # the track ended: the peer connection closed (the call ends by its state)
+
+    async def refresh_stats(self, pc: RTCPeerConnection) -> None:
+        """Loss and jitter of the browser's stream, from aiortc's receiver statistics."""
+        try:
+            report = await pc.getStats()
+        except Exception:  # a closing connection: keep the last figures
+            return
+        for stats in report.values():
+            if getattr(stats, "type", None) == "inbound-rtp" and getattr(stats, "kind", None) == "audio":
+                self.stats.cumulative_lost = max(0, int(getattr(stats, "packetsLost", 0) or 0))
+                # aiortc's jitter is the RFC 3550 estimate in RTP clock units (48 kHz for Opus).
+                jitter = float(getattr(stats, "jitter", 0) or 0)
+                self.stats.jitter_ms = jitter * 1000.0 / OPUS_CLOCK if math.isfinite(jitter) else 0.0
+
+    def _event(self, event: MediaEvent) -> None:
+        if not self._events.full():
+            self._events.put_nowait(event)
