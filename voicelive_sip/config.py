@@ -253,15 +253,15 @@ def _codecs(value: object) -> object:
         return value
     sip = ", ".join(codec.value for codec in Codec.sip())
     if not value:
-        raise ValueError(f"MEDIA_CODECS is empty: name one or more of {sip}")
+        raise ValueError(f"empty: name one or more of {sip}")
     codecs = []
     for item in value:
         try:
             codec = Codec.parse(item) if isinstance(item, str) else Codec(item)
         except ValueError:
-            raise ValueError(f"MEDIA_CODECS: unknown codec {item!r}, expected some of {sip}") from None
+            raise ValueError(f"unknown codec {item!r}, expected some of {sip}") from None
         if not codec.on_sip:
-            raise ValueError(f"MEDIA_CODECS: {codec.value} is not a SIP codec, expected some of {sip}")
+            raise ValueError(f"{codec.value} is not a SIP codec, expected some of {sip}")
         codecs.append(codec)
     return list(dict.fromkeys(codecs))
 
