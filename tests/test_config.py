@@ -72,3 +72,25 @@ def test_wildcard_binds_without_an_advertised_address_are_flagged() -> None:
         MediaSettings(address="0.0.0.0", public_address="192.0.2.10"),
     )
     assert fixed == []
+
+
+def test_media_codecs_prefer_g722_and_take_any_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicelive_sip.codecs.names import Codec
+
+    assert load_settings().media.codecs == [Codec.G722, Codec.PCMU, Codec.PCMA]
+    monkeypatch.setenv("MEDIA_CODECS", "pcmu, g722,PCMU,alaw")
+    assert load_settings().media.codecs == [Codec.PCMU, Codec.G722, Codec.PCMA]  # duplicates dropped
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("PCMU,G729", "'G729'"), ("opus", "not a SIP codec"), (",", "empty")]
+)
+def test_a_bad_media_codecs_is_one_short_problem_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("MEDIA_CODECS", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    (problem,) = info.value.problems
+    assert problem.startswith("MEDIA_CODECS") and message in problem, problem
+    assert len(problem) < 200, problem

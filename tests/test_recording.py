@@ -107,7 +107,7 @@ def test_the_call_codec_picks_the_law(tmp_path: Path) -> None:
 
 def test_unknown_law_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="law"):
-        CallRecorder(tmp_path / "call.wav", law="g722")
+        CallRecorder(tmp_path / "call.wav", law="g729")
 
 
 def test_gaps_are_silence(tmp_path: Path) -> None:

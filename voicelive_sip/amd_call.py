@@ -11,6 +11,8 @@ from typing import Literal
 
 from .amd import AmdEvent, AmdPolicy, AnsweringMachineDetector
 from .codecs import g711
+from .codecs.names import Codec
+from .codecs.resample import Resampler
 
 __all__ = ["CallAmd"]
 
@@ -20,11 +22,13 @@ Phase = Literal["listening", "machine", "message", "done"]
 class CallAmd:
     """The detector of one call, its phase, and the callee frames held back from Voice Live till a verdict."""
 
-    def __init__(self, policy: AmdPolicy, law: g711.Law, now: float) -> None:
+    def __init__(self, policy: AmdPolicy, codec: Codec, now: float) -> None:
         self.policy = policy
         self.detector = AnsweringMachineDetector(policy.parameters, now=now)
         self.phase: Phase = "listening"
-        self._law = law
+        self._law = codec.law
+        # The detector is tuned on 8 kHz telephone audio: a wideband callee is resampled down to it.
+        self._down = None if codec.law is not None else Resampler(codec.sample_rate, 8000, quality="QQ")
         # A person's first words ("Hello?") reach the model after the verdict: at most the analysis time.
         frames = policy.parameters.total_analysis_time // 20 + 10
         self._held: deque[bytes] = deque(maxlen=frames)
@@ -37,7 +41,11 @@ class CallAmd:
     def caller_frame(self, payload: bytes, now: float) -> bool:
         """Analyse one callee frame; True if it must not go to Voice Live (held for later, or dropped)."""
         if not self.detector.done:
-            self.detector.receive_audio(g711.decode(self._law, payload), now)
+            law = self._law
+            if law is not None:
+                self.detector.receive_audio(g711.decode(law, payload), now)
+            elif self._down is not None:
+                self.detector.receive_audio(self._down.process(payload), now)
         if self.phase == "listening" and self.policy.hold_agent_audio:
             self._held.append(payload)
             return True

@@ -345,7 +345,7 @@ class CallSession:
         self.metrics: GatewayMetrics | None = None
         self._hang_up_reason = "agent-hangup"
         # Answering-machine detection listens from the first callee frame on (outbound calls that ask for it).
-        self._amd = CallAmd(amd, media.codec.law, loop.time()) if amd is not None else None
+        self._amd = CallAmd(amd, media.codec, loop.time()) if amd is not None else None
         self._amd_wake = asyncio.Event()
         self._voicemail_limit: asyncio.TimerHandle | None = None
         self.tracer_provider: Any = None  # OpenTelemetry: None for the global provider (set before `run`)
@@ -459,18 +459,20 @@ class CallSession:
         connecting = asyncio.ensure_future(voicelive.connect())
         call: OutgoingCall | None = None
         try:
-            # One codec in the offer: the Voice Live session was opened for exactly that law (pass-through).
+            # Our codecs in order; Voice Live was opened for the first, adapts if the callee takes another.
             call = ua.dial(
                 target,
                 rtp_port=rtp.local_port,
                 rtp_address=settings.media.public_address or settings.media.address,
-                codecs=[codec],
+                codecs=list(settings.media.codecs),
                 timeout=timeout,
                 from_uri=from_uri,
                 display_name=display_name,
             )
             media = await call.answered()
             await connecting
+            if media is not None and media.codec != voicelive.codec:
+                await voicelive.use_codec(media.codec)
         except BaseException:
             connecting.cancel()
             if call is not None and not call.ended:

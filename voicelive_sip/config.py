@@ -242,15 +242,28 @@ def _default_transports() -> list[Transport]:
 
 
 def _default_codecs() -> list[Codec]:
-    return [Codec.PCMU, Codec.PCMA]
+    # Wideband first: a caller that offers G.722 gets it (16 kHz to the model); G.711 otherwise.
+    return [Codec.G722, Codec.PCMU, Codec.PCMA]
 
 
 def _codecs(value: object) -> object:
     # MEDIA_CODECS=pcmu,alaw works too: every spelling of a codec in use maps to the one `Codec` name.
     value = _csv(value)
-    if isinstance(value, list):
-        return [Codec.parse(item) if isinstance(item, str) else item for item in value]
-    return value
+    if not isinstance(value, list):
+        return value
+    sip = ", ".join(codec.value for codec in Codec.sip())
+    if not value:
+        raise ValueError(f"empty: name one or more of {sip}")
+    codecs = []
+    for item in value:
+        try:
+            codec = Codec.parse(item) if isinstance(item, str) else Codec(item)
+        except ValueError:
+            raise ValueError(f"unknown codec {item!r}, expected some of {sip}") from None
+        if not codec.on_sip:
+            raise ValueError(f"{codec.value} is not a SIP codec, expected some of {sip}")
+        codecs.append(codec)
+    return list(dict.fromkeys(codecs))
 
 
 class SipSettings(SettingsGroup):
@@ -575,7 +588,9 @@ class MediaSettings(SettingsGroup):
         description="Number of ports in the RTP range (two per call: RTP and RTCP).",
     )
     codecs: Annotated[list[Codec], NoDecode] = Field(
-        default_factory=_default_codecs, description="Codecs by preference, comma-separated."
+        default_factory=_default_codecs,
+        description="SIP codecs by preference, comma-separated (G722, PCMU, PCMA): an answer takes the first "
+        "the caller offers, an offer lists them in this order.",
     )
     ptime: int = Field(default=20, description="Packet time we ask for (ms).")
     symmetric_rtp: bool = Field(

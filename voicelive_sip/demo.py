@@ -200,7 +200,8 @@ def _levels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per-20 ms RMS of the caller (left) and agent (right) channels of the recording."""
     with wave.open(str(path)) as wav:
         frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
-    size = int(8000 * FRAME)
+        rate = wav.getframerate()  # 8 kHz for a G.711 call, 16 kHz for G.722
+    size = int(rate * FRAME)
     usable = len(frames) // size * size
     blocks = frames[:usable].astype(np.float64).reshape(-1, size, 2)
     rms = np.sqrt(np.mean(blocks**2, axis=1))

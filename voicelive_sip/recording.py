@@ -32,7 +32,7 @@ __all__ = ["CallRecorder", "recording_path"]
 
 log = get_logger("voicelive_sip.recording")
 
-SAMPLE_RATE: Final = 8000
+SAMPLE_RATE: Final = 8000  # G.711 calls; a wideband call records at its leg's rate (G.722: 16 kHz)
 _CHANNELS: Final = 2
 _BYTES_PER_FRAME: Final = 2 * _CHANNELS  # 16-bit samples, left and right
 _HEADER_BYTES: Final = 44
@@ -63,7 +63,8 @@ class _Channel:
 
 
 class CallRecorder:
-    """Stereo 8 kHz 16-bit PCM WAV of a call: `caller()` left, `agent()` right, `close()` at the end."""
+    """Stereo 16-bit PCM WAV of a call at the leg's rate (8 kHz G.711, 16 kHz G.722): `caller()` left,
+    `agent()` right, `close()` at the end."""
 
     def __init__(
         self,
@@ -78,17 +79,19 @@ class CallRecorder:
         try:  # the call's Codec, or any spelling of it (ulaw, PCMA, g711_alaw...)
             codec = Codec.parse(law)
         except ValueError:
-            raise ValueError(f"law must be 'ulaw' or 'alaw' (or a Codec), got {law!r}") from None
+            raise ValueError(f"law must be 'ulaw', 'alaw' or a Codec, got {law!r}") from None
         if not 0 <= tolerance < flush_after:
             raise ValueError("tolerance must be at least 0 and below flush_after")
         self.path: Final = path
-        self.law: Final[g711.Law] = codec.law
+        self.law: Final[g711.Law | None] = codec.law  # None: the leg carries PCM16
+        self.sample_rate: Final = codec.sample_rate
+        rate = self.sample_rate
         # ±60 ms of jitter on each frame puts two frames up to 120 ms apart from their nominal spacing.
-        self._tolerance = round(tolerance * SAMPLE_RATE)
-        self._lag = round(flush_after * SAMPLE_RATE)
+        self._tolerance = round(tolerance * rate)
+        self._lag = round(flush_after * rate)
         # Writes happen in chunks of at least this much, not per 20 ms frame.
         self._chunk = max(self._lag // 4, 1)
-        self._max_frames = min(round(max_seconds * SAMPLE_RATE), _RIFF_MAX_FRAMES)
+        self._max_frames = min(round(max_seconds * rate), _RIFF_MAX_FRAMES)
         self._origin: float | None = None
         self._channels = (_Channel(), _Channel())
         # _pcm[i] is sample _base + i of the timeline; _end is one past the newest sample either side wrote.
@@ -103,7 +106,7 @@ class CallRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         file = path.open("wb")
         try:
-            file.write(_wav_header(0))
+            file.write(_wav_header(0, rate))
         except BaseException:
             with contextlib.suppress(OSError):
                 file.close()
@@ -113,19 +116,19 @@ class CallRecorder:
     @property
     def buffered_seconds(self) -> float:
         """Audio memory held, in seconds of stereo samples (what bounds memory on long calls)."""
-        return len(self._pcm) / SAMPLE_RATE
+        return len(self._pcm) / self.sample_rate
 
     @property
     def duration(self) -> float:
         """Seconds on the timeline so far (on disk once closed)."""
-        return max(self._end, self._written) / SAMPLE_RATE
+        return max(self._end, self._written) / self.sample_rate
 
     def caller(self, payload: bytes, at: float) -> None:
-        """Record G.711 caller audio that arrived at loop time `at` (left channel)."""
+        """Record caller audio (the leg format) that arrived at loop time `at` (left channel)."""
         self._add(_CALLER, payload, at)
 
     def agent(self, payload: bytes, at: float) -> None:
-        """Record G.711 agent audio sent to the caller at loop time `at` (right channel)."""
+        """Record agent audio (the leg format) sent to the caller at loop time `at` (right channel)."""
         self._add(_AGENT, payload, at)
 
     def close(self) -> Path:
@@ -135,7 +138,7 @@ class CallRecorder:
             self._flush(self._end)
             self._finish()
             self._log.info(
-                "recording.closed", path=str(self.path), seconds=round(self._written / SAMPLE_RATE, 3)
+                "recording.closed", path=str(self.path), seconds=round(self._written / self.sample_rate, 3)
             )
         return self.path
 
@@ -145,14 +148,18 @@ class CallRecorder:
         if self._origin is None:
             self._origin = at
         channel = self._channels[side]
-        arrived = round((at - self._origin) * SAMPLE_RATE)
+        arrived = round((at - self._origin) * self.sample_rate)
         expected = channel.next
         # Within the tolerance the stream is continuous whatever the jitter; outside it re-syncs, which only
         # real gaps (silence suppression, hold, a reply starting) and real clock skew should cause.
         position = (
             expected if expected is not None and abs(arrived - expected) <= self._tolerance else arrived
         )
-        samples = g711.decode(self.law, payload)
+        law = self.law
+        if law is not None:
+            samples = g711.decode(law, payload)
+        else:
+            samples = np.frombuffer(payload, "<i2", len(payload) // 2).astype(np.int16)
         channel.next = position + len(samples)
         # A re-sync backwards overwrites the overlap: alignment is kept within the tolerance, not the stream.
         self._place(side, position, samples)
@@ -162,7 +169,7 @@ class CallRecorder:
         if end < position + len(samples) and not self._truncated:
             self._truncated = True
             self._log.warning(
-                "recording.truncated", path=str(self.path), seconds=self._max_frames / SAMPLE_RATE
+                "recording.truncated", path=str(self.path), seconds=self._max_frames / self.sample_rate
             )
         newest = max(self._end, end)
         # Flush no further than this frame's start, so a frame longer than `flush_after` is kept whole.
@@ -203,7 +210,7 @@ class CallRecorder:
                 remaining -= piece
             self._written += count
             self._file.seek(0)
-            self._file.write(_wav_header(self._written))
+            self._file.write(_wav_header(self._written, self.sample_rate))
             self._file.seek(0, 2)
         except OSError as exc:
             # A full disk must not end the call: stop recording, keep what was written.
@@ -228,7 +235,7 @@ class CallRecorder:
         try:
             # The header names only the frames known to be on disk, so a player stops where writing did.
             file.seek(0)
-            file.write(_wav_header(self._written))
+            file.write(_wav_header(self._written, self.sample_rate))
         except OSError as exc:
             self._fail(exc)
         finally:
@@ -243,7 +250,7 @@ class CallRecorder:
             self._log.error("recording.failed", path=str(self.path), reason=self.failed, errno=exc.errno)
 
 
-def _wav_header(frames: int) -> bytes:
+def _wav_header(frames: int, rate: int) -> bytes:
     data = frames * _BYTES_PER_FRAME
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
@@ -254,8 +261,8 @@ def _wav_header(frames: int) -> bytes:
         16,
         1,  # PCM
         _CHANNELS,
-        SAMPLE_RATE,
-        SAMPLE_RATE * _BYTES_PER_FRAME,
+        rate,
+        rate * _BYTES_PER_FRAME,
         _BYTES_PER_FRAME,
         16,
         b"data",

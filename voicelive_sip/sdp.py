@@ -57,8 +57,10 @@ STATIC_PAYLOAD_TYPES: Final = MappingProxyType(
     }
 )
 
-# The codecs this stack can carry end to end (G.711 pass-through to Voice Live), with their static types.
-G711_PAYLOAD_TYPES: Final = MappingProxyType({codec.value: codec.payload_type for codec in Codec})
+# The codecs SIP negotiates (G.711 passed through to Voice Live, G.722 as PCM16 16 kHz), with their static
+# types; all three say 8000 in rtpmap (G.722's RTP clock is 8000 though it samples at 16 kHz, RFC 3551).
+SIP_PAYLOAD_TYPES: Final = MappingProxyType({codec.value: codec.payload_type for codec in Codec.sip()})
+G711_PAYLOAD_TYPES: Final = SIP_PAYLOAD_TYPES  # the old name
 DEFAULT_DTMF_EVENTS: Final = "0-16"
 # The SDES suites we offer and accept, in our order of preference (voicelive_sip.sdes).
 SRTP_SUITES: Final = tuple(SUITES)
@@ -768,9 +770,9 @@ def _check_codecs(codecs: Sequence[str]) -> tuple[str, ...]:
     if isinstance(codecs, str):
         codecs = (codecs,)
     names = tuple(name.upper() for name in codecs)
-    unknown = [name for name in names if name not in G711_PAYLOAD_TYPES]
+    unknown = [name for name in names if name not in SIP_PAYLOAD_TYPES]
     if unknown or not names:
-        raise ValueError(f"codecs must be a non-empty choice of {tuple(G711_PAYLOAD_TYPES)}, got {codecs!r}")
+        raise ValueError(f"codecs must be a non-empty choice of {tuple(SIP_PAYLOAD_TYPES)}, got {codecs!r}")
     return names
 
 
@@ -786,14 +788,16 @@ def _check_local(local_port: int, direction: str, ptime: int, srtp_key: bytes | 
 
 
 def _g711_name(rtpmap: RtpMap | None) -> str | None:
+    # A SIP codec we carry: G.711, or G.722 whose rtpmap says 8000 too (RFC 3551 §4.5.2).
     if rtpmap is None or rtpmap.clock_rate != 8000 or rtpmap.channels not in (None, 1):
         return None
     name = rtpmap.encoding_name.upper()
-    return name if name in G711_PAYLOAD_TYPES else None
+    return name if name in SIP_PAYLOAD_TYPES else None
 
 
 def _telephone_event(codecs: dict[int, RtpMap], clock_rate: int) -> int | None:
-    # RFC 4733 §7.1.1: the event clock must match the audio codec's, so only telephone-event/8000 fits G.711.
+    # RFC 4733 §7.1.1: the event clock must match the audio codec's RTP clock: telephone-event/8000 for G.711
+    # and for G.722 (8000 in SDP, RFC 3551 §4.5.2).
     for payload_type, rtpmap in codecs.items():
         if rtpmap.encoding_name.lower() == "telephone-event" and rtpmap.clock_rate == clock_rate:
             return payload_type
@@ -1094,7 +1098,7 @@ def build_offer(
     srtp: SrtpPolicy = "off",
     srtp_keys: Sequence[SdesKey] = (),
 ) -> SessionDescription:
-    """Our offer as a UAC (RFC 3264 §5): one audio stream, G.711 in `codecs` order, telephone-event.
+    """Our offer as a UAC (RFC 3264 §5): one audio stream, `codecs` in their order, telephone-event.
 
     `srtp`: off offers RTP/AVP; optional RTP/AVP with a=crypto (best effort: SRTP only if the answer takes one
     of our keys); required RTP/SAVP. `srtp_keys` are our keys, one a=crypto line each (tags 1, 2, ...).
@@ -1114,7 +1118,7 @@ def build_offer(
     media = _audio_section(
         port=local_port,
         proto="RTP/SAVP" if policy == "required" else "RTP/AVP",
-        codecs=[(name, G711_PAYLOAD_TYPES[name]) for name in dict.fromkeys(priority)],
+        codecs=[(name, SIP_PAYLOAD_TYPES[name]) for name in dict.fromkeys(priority)],
         dtmf=(dtmf_payload_type, DEFAULT_DTMF_EVENTS) if dtmf else None,
         ptime=ptime,
         direction=direction,

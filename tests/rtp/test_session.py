@@ -434,8 +434,10 @@ async def test_the_playout_position_counts_audio_not_padding_and_survives_a_code
 
 async def test_set_remote_refuses_a_codec_the_engine_lacks(clock: MediaClock) -> None:
     async with RtpLoopback(port=_pool().acquire(), clock=clock, inactivity_timeout=None) as pair:
-        with pytest.raises(ValueError, match="unsupported codec 'G722'"):
-            pair.a.set_remote(("127.0.0.1", 9), codec="G722")
+        with pytest.raises(ValueError, match="unsupported codec 'opus'"):
+            pair.a.set_remote(("127.0.0.1", 9), codec="opus")
+        with pytest.raises(ValueError, match="unsupported codec 'G729'"):
+            pair.a.set_remote(("127.0.0.1", 9), codec="G729")
 
 
 async def test_frames_async_iterator_and_close_ends_it(clock: MediaClock) -> None:

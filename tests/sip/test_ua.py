@@ -132,7 +132,7 @@ def is_status(code: int) -> Callable[[Request | Response], bool]:
 async def test_call_answer_hold_info_and_bye() -> None:
     async with agent() as bob, agent(None) as alice:
         call = await alice.call(f"sip:bob@127.0.0.1:{bob.address[1]}", rtp_port=40000)
-        assert call.media is not None and call.media.codec == "PCMU"
+        assert call.media is not None and call.media.codec == "G722"  # both sides default to G.722 first
         assert call.media.remote_rtp == ("127.0.0.1", 41000)
         (incoming,) = bob.seen  # type: ignore[attr-defined]
         held = await call.hold()

@@ -68,6 +68,8 @@ class OutgoingCall(Call):
     ) -> None:
         """The 2xx is ACKed and its SDP usable: the call is up."""
         self._settle(media)
+        if self.local_media is not None:
+            self.local_media.codecs = [media.codec]  # later offers keep the codec the audio is set up for
         self.session_timer, self.peer_allows_update = timer, peer_allows_update
         self._move(CallState.ESTABLISHED)
         self._emit(Answered(media))

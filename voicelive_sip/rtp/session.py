@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
 from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
@@ -54,6 +54,9 @@ from voicelive_sip.sdes import SrtpKeys
 
 from .._logger import get_logger
 
+if TYPE_CHECKING:  # PyAV loads only when a call negotiates G.722
+    from voicelive_sip.codecs.g722 import G722Decoder, G722Encoder
+
 __all__ = [
     "Direction",
     "PortPool",
@@ -67,8 +70,9 @@ Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 Address = tuple[str, int]
 
 COMFORT_NOISE_PT: Final = 13  # RFC 3389: the peer's comfort noise occupies sequence numbers, is not audio
-CLOCK_RATE: Final = 8000
-FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz: what the media clock sends per tick
+CLOCK_RATE: Final = 8000  # G.722's RTP clock too (RFC 3551 §4.5.2), though its audio is 16 kHz
+FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz: what the media clock sends per tick (its timestamp advance)
+FRAME_MS: Final = 20
 RTCP_INTERVAL: Final = 5.0  # RFC 3550 §6.2 minimum
 NTP_EPOCH_OFFSET: Final = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 MAX_SEND_BACKLOG: Final = 64 * 1024  # bytes queued in the transport before we drop instead of buffering
@@ -283,7 +287,13 @@ class RtpSession(asyncio.DatagramProtocol):
         self.outbound = OutboundBuffer(
             frame_bytes=FRAME_SAMPLES, max_seconds=options.outbound_seconds, fill=g711.ULAW_SILENCE
         )
-        self._played_before = 0  # agent audio bytes played through outbound buffers replaced since
+        # A wideband codec (G.722): the leg carries PCM16, so audio is encoded on send and decoded after the
+        # jitter buffer, in order, with one ADPCM state per direction; concealment works on the decoded audio.
+        self._encoder: G722Encoder | None = None
+        self._decoder: G722Decoder | None = None
+        self._pcm_concealer: Concealer | None = None
+        self._played_before_ms = 0  # agent audio played through outbound buffers replaced since
+        self._played_bytes_per_ms = Codec.PCMU.bytes_per_ms  # of the current outbound buffer
         self.jitter = self._new_jitter_buffer()
         self.reception = ReceptionStatistics(CLOCK_RATE)
         self.dtmf_receiver = TelephoneEventReceiver(clock_rate=CLOCK_RATE)
@@ -453,9 +463,11 @@ class RtpSession(asyncio.DatagramProtocol):
         try:
             chosen = Codec.parse(codec)
         except ValueError:
+            chosen = None
+        if chosen is None or not chosen.on_sip:
             raise ValueError(
-                f"unsupported codec {codec!r}; this engine carries {[c.value for c in Codec]}"
-            ) from None
+                f"unsupported codec {codec!r}; this engine carries {[c.value for c in Codec.sip()]}"
+            )
         codec_changed = chosen != self.codec or payload_type != self.payload_type or ptime != self.ptime
         self.remote = addr
         self.rtcp_mux = rtcp_mux
@@ -479,12 +491,19 @@ class RtpSession(asyncio.DatagramProtocol):
             self._rtcp_transport.close()
             self._rtcp_transport = None
         if codec_changed:
-            fill = g711.silence(chosen.law)
-            self._silence = bytes([fill]) * FRAME_SAMPLES
-            self._played_before += self.outbound.played_bytes
+            law = chosen.law
+            fill = 0 if law is None else g711.silence(law)
+            frame_bytes = FRAME_MS * chosen.bytes_per_ms
+            self._silence = bytes([fill]) * frame_bytes
+            self._played_before_ms += self.outbound.played_bytes // self._played_bytes_per_ms
+            self._played_bytes_per_ms = chosen.bytes_per_ms
             self.outbound = OutboundBuffer(
-                frame_bytes=FRAME_SAMPLES, max_seconds=self._outbound_seconds, fill=fill
+                frame_bytes=frame_bytes,
+                bytes_per_second=chosen.bytes_per_ms * 1000,
+                max_seconds=self._outbound_seconds,
+                fill=fill,
             )
+            self._set_transcoding(chosen)
             self.jitter = self._new_jitter_buffer()
         self._arm_timer()
         self._log.info(
@@ -560,9 +579,19 @@ class RtpSession(asyncio.DatagramProtocol):
             return None
         return self.remote
 
+    def _set_transcoding(self, codec: Codec) -> None:
+        if codec is Codec.G722:
+            from voicelive_sip.codecs.g722 import G722Decoder, G722Encoder
+
+            self._encoder, self._decoder = G722Encoder(), G722Decoder()
+            self._pcm_concealer = Concealer(None, mode=self._concealment)
+        else:
+            self._encoder = self._decoder = self._pcm_concealer = None
+
     def _new_jitter_buffer(self) -> JitterBuffer:
+        # With G.722 the buffer holds encoded payloads; what it conceals is replaced after decoding.
         return JitterBuffer(
-            Concealer(self.codec.law, mode=self._concealment),
+            Concealer(self.codec.law, mode="silence" if self._decoder is not None else self._concealment),
             clock_rate=CLOCK_RATE,
             frame_samples=self.ptime * CLOCK_RATE // 1000,
             min_wait=self._jitter_min_wait,
@@ -572,7 +601,8 @@ class RtpSession(asyncio.DatagramProtocol):
     # ----- sending -----------------------------------------------------------------------------------------
 
     def enqueue(self, payload: bytes) -> int:
-        """Queue encoded audio (codec bytes, any length) for the clock; returns bytes accepted (bounded)."""
+        """Queue audio in the leg format (G.711 bytes, or PCM16 for G.722; any length) for the clock; returns
+        the bytes accepted (bounded)."""
         accepted = self.outbound.enqueue(payload)
         if accepted < len(payload):
             self._log.warning("media.enqueue_failed", dropped=len(payload) - accepted)
@@ -585,12 +615,12 @@ class RtpSession(asyncio.DatagramProtocol):
     @property
     def played_ms(self) -> int:
         """The playout position: ms of queued (agent) audio sent so far (not silence, padding or DTMF)."""
-        return (self._played_before + self.outbound.played_bytes) // self.codec.bytes_per_ms
+        return self._played_before_ms + self.outbound.played_bytes // self._played_bytes_per_ms
 
     @property
     def queued_ms(self) -> int:
         """Agent audio waiting to be sent, in milliseconds (rounded up: anything queued is at least 1)."""
-        return -(-len(self.outbound) // self.codec.bytes_per_ms)
+        return -(-len(self.outbound) // self._played_bytes_per_ms)
 
     @property
     def frame_deadline(self) -> float:
@@ -641,6 +671,9 @@ class RtpSession(asyncio.DatagramProtocol):
             self._talking = True
             if self.on_played is not None:
                 self.on_played(payload)
+        if self._encoder is not None:
+            # Silence goes through the encoder too: the peer's ADPCM decoder tracks our encoder's state.
+            payload = self._encoder.encode(payload)
         self._send(transport, address, self.payload_type, marker, timestamp, payload)
 
     def _send(
@@ -824,6 +857,8 @@ class RtpSession(asyncio.DatagramProtocol):
         frame = jitter.pop(now)
         while frame is not None:
             if frame.payload:
+                if self._decoder is not None:
+                    self._decode(frame)
                 self._frames_received += 1
                 if self._on_audio is not None:
                     self._on_audio(frame.payload)
@@ -835,6 +870,21 @@ class RtpSession(asyncio.DatagramProtocol):
         deadline = jitter.get_timer()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
             self._arm_timer(deadline)
+
+    def _decode(self, frame: Frame) -> None:
+        # G.722 payload to PCM16 16 kHz, in sequence order (ADPCM state); a concealed slot is made from the
+        # last decoded audio instead, and the decoder carries on with the next real packet.
+        assert self._decoder is not None and self._pcm_concealer is not None
+        if frame.concealed:
+            frame.payload = self._pcm_concealer.conceal(len(frame.payload) * 4)
+            return
+        pcm = self._decoder.decode(frame.payload)
+        if not pcm:
+            self._malformed += 1
+            pcm = self._pcm_concealer.conceal(len(frame.payload) * 4)
+        else:
+            self._pcm_concealer.good(pcm)
+        frame.payload = pcm
 
     def _drain_dtmf(self) -> None:
         event = self.dtmf_receiver.next_event()

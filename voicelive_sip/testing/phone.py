@@ -36,6 +36,7 @@ from voicelive_sip.aio import (
     UserAgent,
 )
 from voicelive_sip.codecs import g711
+from voicelive_sip.codecs.names import Codec
 from voicelive_sip.config import MediaSettings, SipSettings
 from voicelive_sip.errors import LocalProtocolError, VoiceLiveSipError
 from voicelive_sip.media import DtmfReceived, MediaEvent, MediaTimeout
@@ -62,6 +63,7 @@ log = get_logger("voicelive_sip.testing.phone")
 Pcm = npt.NDArray[np.int16]
 
 SAMPLE_RATE: Final = 8000
+WIDEBAND_RATE: Final = 16000  # G.722 audio as the RTP leg hands it over
 FULL_SCALE: Final = 32768.0
 FRAMES_PER_SECOND: Final = SAMPLE_RATE // FRAME_SAMPLES
 MIN_PACE: Final = 0.05  # at most 20 frames per 20 ms tick: a loopback socket buffer takes that in its stride
@@ -148,6 +150,20 @@ def _wav_to_8k(data: bytes) -> Pcm:
     return pcm
 
 
+def _pcm16_to_8k(data: bytes) -> Pcm:
+    samples = np.frombuffer(data, dtype="<i2", count=len(data) // 2)
+    return np.asarray(soxr.resample(samples, WIDEBAND_RATE, SAMPLE_RATE, quality="HQ"), dtype=np.int16)
+
+
+def _leg_audio(codec: Codec, pcm: Pcm) -> bytes:
+    """8 kHz samples in the leg format of `codec`: G.711 bytes, or PCM16 at the wideband rate."""
+    law = codec.law
+    if law is not None:
+        return g711.encode(law, pcm)
+    wide = soxr.resample(pcm, SAMPLE_RATE, codec.sample_rate, quality="HQ")
+    return np.asarray(wide, dtype=np.int16).astype("<i2", copy=False).tobytes()
+
+
 def _espeak_missing(text: str) -> SpeechUnavailable:
     return SpeechUnavailable(
         f"cannot speak {text!r}: espeak-ng is not installed (apt-get install espeak-ng), "
@@ -202,7 +218,7 @@ class PhoneCall:
         self._forget = phone._calls.discard
         self._loop = asyncio.get_running_loop()
         self._log = log.bind(call_id=call.call_id)
-        self._heard: deque[tuple[ReceivedFrame, g711.Law, float, int]] = deque(maxlen=record_frames)
+        self._heard: deque[tuple[ReceivedFrame, g711.Law | None, float, int]] = deque(maxlen=record_frames)
         self._dtmf: deque[str] = deque(maxlen=MAX_DIGITS)
         self._transfers: deque[str] = deque(maxlen=MAX_DIGITS)
         # What the phone reports for a REFER it receives (RFC 3515 NOTIFY); set it to test failed transfers.
@@ -245,8 +261,20 @@ class PhoneCall:
         return self.call.ended
 
     def received_pcm(self, start: float | None = None, end: float | None = None) -> Pcm:
-        """What was heard (arrival in [start, end) loop time; all by default), decoded to int16 at 8 kHz."""
-        parts = [g711.decode(law, frame.payload) for frame, law, _, _ in self._window(start, end)]
+        """What was heard (arrival in [start, end) loop time; all by default), decoded to int16 at 8 kHz
+        (a wideband call's PCM16 resampled down, run by run)."""
+        parts: list[Pcm] = []
+        wideband: list[bytes] = []
+        for frame, law, _, _ in self._window(start, end):
+            if law is None:
+                wideband.append(frame.payload)
+                continue
+            if wideband:
+                parts.append(_pcm16_to_8k(b"".join(wideband)))
+                wideband.clear()
+            parts.append(g711.decode(law, frame.payload))
+        if wideband:
+            parts.append(_pcm16_to_8k(b"".join(wideband)))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     def energy_dbfs(self, start: float | None = None, end: float | None = None) -> float:
@@ -270,7 +298,7 @@ class PhoneCall:
 
     def _window(
         self, start: float | None, end: float | None
-    ) -> Iterable[tuple[ReceivedFrame, g711.Law, float, int]]:
+    ) -> Iterable[tuple[ReceivedFrame, g711.Law | None, float, int]]:
         return (
             entry
             for entry in self._heard
@@ -364,7 +392,10 @@ class PhoneCall:
 
     def _on_frame(self, frame: Frame) -> None:
         law = self.rtp.codec.law
-        samples = g711.decode(law, frame.payload).astype(np.float64)
+        if law is None:  # a wideband leg hands over PCM16 (G.722: decoded at 16 kHz)
+            samples = np.frombuffer(frame.payload, "<i2", len(frame.payload) // 2).astype(np.float64)
+        else:
+            samples = g711.decode(law, frame.payload).astype(np.float64)
         received = ReceivedFrame(self._loop.time(), frame.payload, frame.concealed)
         self._heard.append((received, law, float(np.dot(samples, samples)), len(samples)))
         self._changed.set()
@@ -474,14 +505,14 @@ class PhoneCall:
 
     async def _send(self, pcm: Pcm, pace: float) -> None:
         self._pacer.rate = 1.0 / pace
-        lookahead = LOOKAHEAD_TICKS * math.ceil(self._pacer.rate) * FRAME_SAMPLES
-        sent = 0  # samples
+        sent = 0  # samples at 8 kHz
         while sent < len(pcm):
             # A re-INVITE that changes the codec replaces the outbound buffer: re-encode the rest.
             buffer = self.rtp.outbound
             mark = buffer.played_frames
-            data = g711.encode(self.rtp.codec.law, pcm[sent:])
-            frames = math.ceil(len(data) / FRAME_SAMPLES)
+            data = _leg_audio(self.rtp.codec, pcm[sent:])
+            lookahead = LOOKAHEAD_TICKS * math.ceil(self._pacer.rate) * buffer.frame_bytes
+            frames = math.ceil(len(data) / buffer.frame_bytes)
             queued = 0
             while buffer.played_frames - mark < frames and self.rtp.outbound is buffer:
                 if queued < len(data) and len(buffer) < lookahead:

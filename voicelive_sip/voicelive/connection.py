@@ -104,6 +104,31 @@ class VoiceLiveSession:
         # Called with the seconds caller audio waited in the backlog while connected (uplink latency).
         self.on_delayed_send: Callable[[float], None] | None = None
 
+    async def use_codec(self, codec: Codec) -> None:
+        """The call settled on another codec than the session was opened for (an outbound call's answer).
+
+        Before any caller audio went out, the wire follows the codec as the configured format says (one
+        `session.update` of the formats, so G.711 stays pass-through); after, the converters adapt instead.
+        """
+        wire = wire_format(self.settings.audio_format, codec)
+        if wire != self.wire and not self.protocol.audio_bytes_sent and not self._outage.size:
+            formats: dict[str, Any] = {
+                "input_audio_format": wire.input_audio_format,
+                "output_audio_format": wire.output_audio_format,
+            }
+            if not wire.is_g711:
+                formats["input_audio_sampling_rate"] = wire.sample_rate
+            self.session_config.pop("input_audio_sampling_rate", None)
+            self.session_config.update(formats)
+            self.wire = wire
+            if self.state == "connected":
+                await self._send({"type": "session.update", "session": formats})
+        self.codec = codec
+        self._up, down = converters(self.wire, codec)
+        self.protocol.use_codec(codec, self.wire, down)
+        self._outage = self.protocol.outage
+        self._log.info("voicelive.leg_codec_changed", codec=codec, wire=self.wire.input_audio_format)
+
     @property
     def active_responses(self) -> set[str]:
         """Ids of the replies the service is producing now."""

@@ -405,6 +405,15 @@ class VoiceLiveProtocol:
             for entry in self.history
         ]
 
+    def use_codec(self, codec: Codec, wire: WireFormat, output: AudioConverter) -> None:
+        """The leg's codec (and, before any audio, the wire) changed: see `VoiceLiveSession.use_codec`."""
+        if wire != self.wire:
+            self.outage = AudioBacklog(self.outage.max_bytes // self.wire.bytes_per_ms * wire.bytes_per_ms)
+            self._replay = AudioBacklog(self._replay.max_bytes // self.wire.bytes_per_ms * wire.bytes_per_ms)
+            self.wire = wire
+        self.codec = codec
+        self._down = output
+
     def take_audio_to_restore(self) -> list[bytes]:
         """Uncommitted audio of the old connection, then the outage backlog, oldest first (emptied)."""
         return self._replay.take() + self.outage.take()
