@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 import soxr
@@ -107,6 +108,7 @@ class BrowserGateway:
 
     fake: FakeVoiceLive
     gateway: Gateway
+    browser: Any  # BrowserCalls: its `calls` by id
     url: str
     keys: list[str] = field(default_factory=list)
 
@@ -134,7 +136,7 @@ async def browser_gateway(tmp_path: Path) -> AsyncIterator[BrowserGateway]:
                 gateway.metrics, ready=gateway.readiness, host="127.0.0.1", port=0, browser=browser
             )
             async with server:
-                yield BrowserGateway(fake, gateway, server.url, keys)
+                yield BrowserGateway(fake, gateway, browser, server.url, keys)
 
 
 @pytest.fixture
@@ -240,3 +242,17 @@ async def test_a_browser_calls_the_agent_talks_over_it_and_hangs_up(
     kinds = [event["type"] for event in await page.evaluate("window.phone.events")]
     assert "answered" in kinds and "first_audio" in kinds, kinds
     assert await page.locator("#t-answer").inner_text() != "–"
+
+
+async def test_a_call_the_gateway_ends_ends_on_the_page(browser_gateway: BrowserGateway, page: Any) -> None:
+    url, gateway = browser_gateway.url, browser_gateway.gateway
+    await page.goto(f"{url}/phone")
+    await page.click("#call")
+    await wait_for(page, "window.phone.state === 'in-call'")
+    (call_id,) = browser_gateway.browser.calls
+    async with aiohttp.ClientSession() as http, http.delete(f"{url}/whip/{call_id}") as response:
+        assert response.status == 200
+    await wait_for(page, "window.phone.state === 'ended'")
+    assert await page.evaluate("window.phone.error") is None
+    await until(lambda: bool(gateway.summaries), "the call's end at the gateway")
+    assert (gateway.summaries[-1].end_reason, gateway.summaries[-1].ended_by) == ("delete", "remote")
