@@ -9,7 +9,7 @@ arrive as `InfoDtmf`, like SIP INFO digits. Transfer and sending keys are SIP fe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from .._logger import get_logger
 from ..errors import CallFailed
@@ -28,17 +28,13 @@ class BrowserCall:
     role = "uas"
     media = None  # no SDP media a re-INVITE could change: the peer connection is the leg's
 
-    def __init__(
-        self, call_id: str, source: tuple[str, int], *, on_close: Callable[[], Awaitable[None]] | None = None
-    ) -> None:
+    def __init__(self, call_id: str, source: tuple[str, int]) -> None:
         self.call_id = call_id
         self.source = source
         self.from_ = f"webrtc:{source[0]}"
         self.to = "/whip"
-        self._on_close = on_close
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue(MAX_EVENTS)
         self._ended: asyncio.Future[CallEnded] = asyncio.get_running_loop().create_future()
-        self._closing: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<BrowserCall {self.call_id} {'ended' if self.ended else 'up'}>"
@@ -59,10 +55,9 @@ class BrowserCall:
         return await asyncio.shield(self._ended)
 
     async def hangup(self) -> None:
-        """End the call from our side: the peer connection closes (the page sees it)."""
+        """End the call from our side; its session then ends and the peer connection closes (the page sees
+        it, after the session's last messages)."""
         self.end("bye", "local")
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
 
     def end(self, reason: str, by: str) -> None:
         """The call is over (`reason`: bye, delete, ice-failed, media-timeout, max-duration, shutdown)."""
@@ -72,8 +67,6 @@ class BrowserCall:
         self._ended.set_result(ended)
         self._put(ended)
         log.info("webrtc.call_ended", call_id=self.call_id, reason=reason, by=by)
-        if self._on_close is not None:
-            self._closing = asyncio.ensure_future(self._on_close())
 
     def press(self, digit: str) -> None:
         """A key pressed on the page's keypad (validated by the caller)."""

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,6 +48,7 @@ __all__ = ["BrowserCalls", "check_offer"]
 log = get_logger("voicelive_sip.webrtc")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_OUTBOX = 64  # messages held for a page whose data channel is not open yet
 MAX_CHANNEL_MESSAGE = 1024  # what the page may send over the data channel (a key, a hang-up)
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -102,6 +104,8 @@ class _Browser:
     session: CallSession | None = None
     limit: asyncio.TimerHandle | None = None
     first_audio_sent: bool = False
+    # Messages for the page before its data channel is open (SCTP comes up after DTLS), oldest dropped.
+    outbox: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_OUTBOX))
 
 
 class BrowserCalls:
@@ -198,9 +202,7 @@ class BrowserCalls:
         leg = BrowserLeg(
             outbound_seconds=settings.media.outbound_buffer_seconds, media_timeout=self.settings.media_timeout
         )
-        browser = _Browser(
-            call_id, BrowserCall(call_id, source, on_close=lambda: self._closed(browser)), leg, pc
-        )
+        browser = _Browser(call_id, BrowserCall(call_id, source), leg, pc)
         self.calls[call_id] = browser
         voicelive, runner, builtins = voicelive_for(
             settings, gateway.tools, Codec.OPUS, gateway.credential, call_id
@@ -247,6 +249,8 @@ class BrowserCalls:
             if channel.label == "events" and browser.channel is None:
                 browser.channel = channel
                 channel.on("message", lambda message: self._from_page(browser, message))
+                channel.on("open", lambda: self._flush(browser))
+                self._flush(browser)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -337,11 +341,6 @@ class BrowserCalls:
             await browser.pc.close()
         self.calls.pop(browser.id, None)
 
-    async def _closed(self, browser: _Browser) -> None:
-        # The call ended (DELETE, hang-up, failure): close the connection; the session sees CallEnded.
-        with contextlib.suppress(Exception):
-            await browser.pc.close()
-
     # -- the page's data channel ---------------------------------------------------------------------------
     def _from_page(self, browser: _Browser, message: Any) -> None:
         if not isinstance(message, str) or len(message) > MAX_CHANNEL_MESSAGE:
@@ -386,10 +385,17 @@ class BrowserCalls:
                 self._send(browser, {"type": "first_audio", "ms": _ms(s.first_agent_audio_ms)})
 
     def _send(self, browser: _Browser, data: dict[str, object]) -> None:
+        browser.outbox.append(json.dumps(data, separators=(",", ":")))
+        self._flush(browser)
+
+    def _flush(self, browser: _Browser) -> None:
         channel = browser.channel
-        if channel is not None and channel.readyState == "open":
+        if channel is None or channel.readyState != "open":
+            return
+        while browser.outbox:
+            text = browser.outbox.popleft()
             with contextlib.suppress(Exception):
-                channel.send(json.dumps(data, separators=(",", ":")))
+                channel.send(text)
 
     def _ice_servers(self) -> list[RTCIceServer]:
         s = self.settings
