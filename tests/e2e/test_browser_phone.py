@@ -2,8 +2,8 @@
 
 Chromium's fake microphone plays a spoken question from a WAV file; the gateway carries the call to the
 fake Voice Live. What is checked is what a person at the page would notice: the greeting is heard, talking
-over the agent stops it, the transcript and the timings show up, and hanging up ends the call, and the
-gateway's recording holds both sides.
+over the agent stops it, the transcript and the timings show up, a key reaches the gateway, hanging up ends
+the call and the gateway's recording holds both sides; and a call the gateway ends ends on the page.
 """
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ async def test_a_browser_calls_the_agent_talks_over_it_and_hangs_up(
     await wait_for(page, "window.phone.state === 'ended'")
     await until(lambda: bool(gateway.summaries), "the call's end at the gateway")
     summary = gateway.summaries[-1]
+    # The page says hang-up on the data channel, then DELETEs: whichever the gateway reads first ends it.
     assert summary.ended_by == "remote" and summary.end_reason in ("bye", "delete"), summary
     assert summary.barge_ins >= 1 and summary.first_agent_audio_ms is not None
     assert errors == []
