@@ -260,5 +260,7 @@ async def test_a_call_the_gateway_ends_ends_on_the_page(browser_gateway: Browser
         assert response.status == 200
     await wait_for(page, "window.phone.state === 'ended'")
     assert await page.evaluate("window.phone.error") is None
+    ended = [e for e in await page.evaluate("window.phone.events") if e["type"] == "ended"]
+    assert [(e["reason"], e["by"]) for e in ended] == [("delete", "remote")], ended
     await until(lambda: bool(gateway.summaries), "the call's end at the gateway")
     assert (gateway.summaries[-1].end_reason, gateway.summaries[-1].ended_by) == ("delete", "remote")
