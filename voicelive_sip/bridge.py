@@ -73,7 +73,7 @@ from .voicelive import (
     VoiceLiveSession,
 )
 from .voicelive.tools import CallInfo, Tool, ToolRunner
-from .webrtc.call import BrowserCall
+from .webrtc.signalling import BrowserCall
 
 log = get_logger("voicelive_sip.bridge")
 

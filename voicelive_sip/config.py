@@ -952,8 +952,8 @@ class WebRtcSettings(SettingsGroup):
 
     enabled: bool | None = Field(
         default=None,
-        description="Take browser calls at /whip and serve /phone (default: on with the bundled fake Voice "
-        "Live, i.e. `serve --fake-voicelive` and the demo; off otherwise).",
+        description="Take browser calls at /whip and serve /phone. Unset: on when the gateway runs with the "
+        "bundled fake Voice Live (the demo, serve with the fake), off otherwise.",
     )
     ice_servers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

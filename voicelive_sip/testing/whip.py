@@ -26,6 +26,8 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from voicelive_sip.errors import VoiceLiveSipError
+
 __all__ = ["WhipClient", "WhipError", "WhipFrame"]
 
 RATE = 48000
@@ -34,7 +36,7 @@ MAX_FRAMES = 3000  # one minute of received audio kept
 LOUD_RMS = 300.0
 
 
-class WhipError(Exception):
+class WhipError(VoiceLiveSipError):
     """The server refused the offer: its HTTP status and text."""
 
     def __init__(self, status: int, text: str) -> None:

@@ -35,10 +35,11 @@ from ..call_api import is_loopback
 from ..call_events import BargedIn, SessionFinished, ToolCalled, TranscriptLine, TurnLatency
 from ..codecs.names import Codec
 from ..config import DTMF_KEYS, StartupError, WebRtcSettings
+from ..errors import VoiceLiveSipError
 from ..sdp import SdpError, SessionDescription
 from ..voicelive import VoiceLiveError
-from .call import BrowserCall
 from .leg import BrowserLeg
+from .signalling import BrowserCall
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -67,7 +68,7 @@ def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 aioice.ice.get_host_addresses = _host_addresses
 
 
-class OfferRefused(Exception):
+class OfferRefused(VoiceLiveSipError):
     """An offer we cannot answer: the HTTP status and a reason for the person or program that sent it."""
 
     def __init__(self, status: int, reason: str) -> None:
