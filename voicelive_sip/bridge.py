@@ -92,7 +92,6 @@ Ending = Literal["hang_up", "transferred"]
 E = TypeVar("E", bound=SessionEvent)
 MAX_EVENTS = 1000  # a call's event history (what `wait_for` looks through), oldest dropped first
 MAX_TOOL_CALLS = 200
-_G711_BYTES_PER_MS = 8  # agent audio reaches the bridge as G.711 at 8 kHz
 MAX_VOICEMAIL_S = 120.0  # a voicemail message that never ends (a model that never finishes) is cut off
 VOICEMAIL_TEXT = (
     "An answering machine is recording; no person is listening. Say exactly this message, word for word, "
@@ -1014,7 +1013,7 @@ class CallSession:
         deltas, received, first = self._agent_item(item_id)
         complete = self._agent_lines.pop(item_id, None)
         text = complete.text if complete is not None else "".join(deltas)
-        received_ms = received / _G711_BYTES_PER_MS
+        received_ms = received / self.media.codec.bytes_per_ms  # the leg's codec: G.711 or PCM16
         if received_ms > 0 and heard_ms < received_ms:
             # Words are spread over the audio about evenly: keep the share played, up to a word boundary.
             cut = int(len(text) * heard_ms / received_ms)

@@ -42,7 +42,7 @@ async_api = pytest.importorskip("playwright.async_api", reason="playwright is no
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = REPO / "voicelive_sip" / "testing" / "data" / "question.wav"
-SCREENSHOT = REPO / "docs" / "img" / "browser-phone.png"
+SCREENSHOT = REPO / "docs" / "images" / "browser-phone.png"
 UPDATE_SCREENSHOT = "VOICELIVE_SIP_UPDATE_SCREENSHOT"
 
 CHAR_MS = 60  # the fake speaks a 440 Hz tone, 60 ms per character of the text
