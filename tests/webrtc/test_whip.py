@@ -295,3 +295,56 @@ async def test_the_phone_page_is_served() -> None:
     assert "/whip" in page
     # Nothing is fetched from anywhere else: no external script, style, image or font.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
+
+
+async def test_a_browser_call_ends_at_its_duration_limit() -> None:
+    async with browser_gateway(webrtc={"max_call_duration": 1.0}) as (_fake, gateway, server):
+        async with WhipClient(f"{server.url}/whip") as client:
+            await client.wait_for(lambda c: any(m["type"] == "answered" for m in c.messages), timeout=15)
+            await client.wait_for(lambda c: any(m["type"] == "ended" for m in c.messages), timeout=15)
+        await finished(gateway)
+    assert gateway.summaries[0].end_reason == "max-duration"
+    assert gateway.summaries[0].ended_by == "local"
+    ended = next(m for m in client.messages if m["type"] == "ended")
+    assert ended["reason"] == "max-duration"
+
+
+async def test_ice_candidates_are_announced_under_the_public_address_and_servers_are_passed() -> None:
+    webrtc = {
+        "ice_public_address": "203.0.113.7",
+        "ice_servers": ["stun:stun.example.net:3478", "turn:turn.example.net:3478?transport=udp"],
+        "ice_username": "user",
+        "ice_credential": "pass",
+    }
+    async with browser_gateway(webrtc=webrtc) as (_fake, _gateway, server):
+        browser = server.browser
+        assert browser is not None
+        servers = browser._ice_servers()
+        assert [s.urls for s in servers] == webrtc["ice_servers"]
+        assert all(s.username == "user" and s.credential == "pass" for s in servers)
+        # The answer names the public address, never the local one, in c= and in every host candidate.
+        answer = browser._announce(
+            "v=0\r\nc=IN IP4 127.0.0.1\r\n"
+            "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+            "a=candidate:2 1 udp 1694498815 198.51.100.1 40000 typ srflx raddr 127.0.0.1 rport 40000\r\n"
+        )
+    assert "c=IN IP4 203.0.113.7" in answer
+    assert "203.0.113.7 40000 typ host" in answer
+    assert "127.0.0.1 40000 typ host" not in answer
+    assert "198.51.100.1 40000 typ srflx" in answer  # other candidates are left as they are
+
+
+def test_without_ice_servers_aiortc_gets_none_and_no_default_stun() -> None:
+    from aiortc import RTCConfiguration
+
+    from voicelive_sip.webrtc.server import _host_addresses, _ice_addresses
+
+    # An empty list, not None: aiortc puts its default Google STUN server in place of None.
+    assert RTCConfiguration(iceServers=[]).iceServers == []
+    saved = list(_ice_addresses)
+    try:
+        _ice_addresses[:] = ["127.0.0.1", "::1"]
+        assert _host_addresses(True, False) == ["127.0.0.1"]
+        assert _host_addresses(True, True) == ["127.0.0.1", "::1"]
+    finally:
+        _ice_addresses[:] = saved
