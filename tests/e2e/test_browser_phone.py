@@ -21,6 +21,7 @@ import aiohttp
 import numpy as np
 import pytest
 import soxr
+from pydantic import SecretStr
 
 from tests.e2e.conftest import free_udp_range
 from voicelive_sip.config import (
@@ -264,3 +265,23 @@ async def test_a_call_the_gateway_ends_ends_on_the_page(browser_gateway: Browser
     assert [(e["reason"], e["by"]) for e in ended] == [("delete", "remote")], ended
     await until(lambda: bool(gateway.summaries), "the call's end at the gateway")
     assert (gateway.summaries[-1].end_reason, gateway.summaries[-1].ended_by) == ("delete", "remote")
+
+
+async def test_the_page_takes_the_gateways_ice_servers_from_its_link_headers(
+    browser_gateway: BrowserGateway, page: Any
+) -> None:
+    settings = browser_gateway.browser.settings
+    settings.ice_servers = ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478?transport=udp"]
+    settings.ice_username = "alice"
+    settings.ice_credential = SecretStr('pa"ss')
+    await page.goto(f"{browser_gateway.url}/phone")
+    servers = await page.evaluate(
+        """async () => {
+            const response = await fetch("/whip", { method: "OPTIONS" });
+            return window.phone.parseIceLinks(response.headers.get("Link") || "");
+        }"""
+    )
+    assert servers == [
+        {"urls": "stun:127.0.0.1:3478"},
+        {"urls": "turn:127.0.0.1:3478?transport=udp", "username": "alice", "credential": 'pa"ss'},
+    ]

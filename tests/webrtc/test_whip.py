@@ -348,3 +348,19 @@ def test_without_ice_servers_aiortc_gets_none_and_no_default_stun() -> None:
         assert _host_addresses(True, True) == ["127.0.0.1", "::1"]
     finally:
         _ice_addresses[:] = saved
+
+
+async def test_options_names_the_ice_servers_behind_the_token() -> None:
+    import aiohttp
+
+    webrtc = {"ice_servers": ["stun:127.0.0.1:3478"]}
+    async with (
+        browser_gateway(webrtc=webrtc, token="s3cret") as (_fake, _gateway, server),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.options(f"{server.url}/whip") as refused:
+            assert refused.status == 401
+        headers = {"Authorization": "Bearer s3cret"}
+        async with http.options(f"{server.url}/whip", headers=headers) as response:
+            assert response.status == 204
+            assert response.headers.getall("Link") == ['<stun:127.0.0.1:3478>; rel="ice-server"']

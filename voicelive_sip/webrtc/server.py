@@ -136,6 +136,7 @@ class BrowserCalls:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/whip", self._guarded(self._post))
+        app.router.add_route("OPTIONS", "/whip", self._guarded(self._options))
         app.router.add_delete("/whip/{id}", self._guarded(self._delete))
         app.router.add_get("/phone", self._page)
 
@@ -183,6 +184,27 @@ class BrowserCalls:
         if self.connecting >= self.settings.max_pending:
             raise OfferRefused(503, "too many browser calls are connecting; try again")
         return await self._answer(body.decode("utf-8", "replace"), request)
+
+    async def _options(self, request: web.Request) -> web.Response:
+        """The ICE servers to use, as RFC 9725 §4.6 `Link: <url>; rel="ice-server"` headers (behind the
+        token: TURN credentials are in them), so the page and other WHIP clients need no settings."""
+        response = web.Response(status=204, headers={"Accept-Post": "application/sdp", **NO_STORE})
+        for link in self.ice_links():
+            response.headers.add("Link", link)
+        return response
+
+    def ice_links(self) -> list[str]:
+        """WEBRTC_ICE_SERVERS as Link header values, with the TURN username and credential when set."""
+        s = self.settings
+        links = []
+        for url in s.ice_servers:
+            link = f'<{url}>; rel="ice-server"'
+            if url.lower().startswith("turn") and s.ice_username and s.ice_credential is not None:
+                credential = s.ice_credential.get_secret_value()
+                link += f'; username="{_quoted(s.ice_username)}"; credential="{_quoted(credential)}"'
+                link += '; credential-type="password"'
+            links.append(link)
+        return links
 
     async def _delete(self, request: web.Request) -> web.Response:
         browser = self.calls.get(request.match_info["id"])
@@ -406,6 +428,10 @@ class BrowserCalls:
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=text + "\n", headers={**NO_STORE, **(headers or {})})
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _ms(value: float | None) -> float | None:
