@@ -364,3 +364,52 @@ async def test_options_names_the_ice_servers_behind_the_token() -> None:
         async with http.options(f"{server.url}/whip", headers=headers) as response:
             assert response.status == 204
             assert response.headers.getall("Link") == ['<stun:127.0.0.1:3478>; rel="ice-server"']
+
+
+async def test_with_aiortcs_own_decoder_thread_a_call_works_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The inline decoder leans on aiortc's receiver internals; where they differ, aiortc decodes (48 kHz
+    # stereo on its thread) and the leg folds and resamples with soxr: the call must not notice.
+    from voicelive_sip.webrtc.leg import BrowserLeg
+
+    monkeypatch.setattr(BrowserLeg, "decode_inline", lambda self, receiver: False)
+    options = {"greeting": LONG_GREETING}
+    async with browser_gateway(fake_options=options) as (fake, gateway, server):
+        async with WhipClient(f"{server.url}/whip") as client:
+            await client.wait_for(lambda c: c.loud_frames >= 10, timeout=15)
+            session = await gateway.next_call()
+            assert isinstance(session.media, BrowserLeg) and not session.media.inline
+            client.play(tone48k(0.8))
+            await fake.wait_for(lambda f: bool(f.truncations), timeout=10)
+            await client.hangup()
+        await finished(gateway)
+    assert gateway.summaries[0].barge_ins == 1
+
+
+async def test_the_inline_decoder_counts_junk_and_carries_on() -> None:
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from voicelive_sip.webrtc.leg import BrowserLeg, InlineDecoder
+
+    leg = BrowserLeg()
+    got: list[bytes] = []
+    leg.receive(got.append)
+    decoder = InlineDecoder(leg)
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    encoder = leg.track._encoder
+    import av
+
+    frame = av.AudioFrame(format="s16", layout="mono", samples=480)
+    frame.planes[0].update(bytes(960))
+    frame.sample_rate, frame.pts = 24000, 0
+    (packet,) = encoder.encode(frame)
+    decoder.put((opus, JitterFrame(bytes(packet), 0)))
+    for junk in (b"", b"\xff" * 3, bytes(range(256)) * 8):  # empty, truncated, garbage
+        decoder.put((opus, JitterFrame(junk, 0)))
+    decoder.put((opus, JitterFrame(bytes(packet), 960)))
+    # Both good frames came through (mono PCM16 at 24 kHz: up to 960 bytes each, the resampler's delay aside).
+    assert len(got) == 2 and all(0 < len(pcm) <= 960 and len(pcm) % 2 == 0 for pcm in got)
+    assert leg.decode_errors >= 1
+    decoder.put(None)
+    assert decoder.get() is None  # the receiver's thread ends once stopped
+    leg.close()

@@ -10,13 +10,17 @@ counts the agent audio pulled, the position barge-in truncates at, exactly as on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import math
+import queue
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
@@ -28,7 +32,7 @@ from ..codecs.resample import Resampler
 from ..media import MediaEvent, MediaTimeout
 from ..rtp.outbound import OutboundBuffer
 
-__all__ = ["AgentTrack", "BrowserLeg", "BrowserStats"]
+__all__ = ["AgentTrack", "BrowserLeg", "BrowserStats", "InlineDecoder"]
 
 log = get_logger("voicelive_sip.webrtc")
 
@@ -40,6 +44,7 @@ BYTES_PER_MS = RATE * 2 // 1000
 MAX_EARLY_FRAMES = 50  # caller frames kept before the bridge takes them (1 s)
 MAX_EVENTS = 16
 STATS_EVERY_S = 5.0
+OPUS_BITRATE = 32000  # mono wideband speech: what browsers send themselves
 OPUS_CLOCK = 48000
 _TIME_BASE = fractions.Fraction(1, RATE)
 _SILENCE = bytes(FRAME_BYTES)
@@ -56,7 +61,12 @@ class BrowserStats:
 
 
 class AgentTrack(MediaStreamTrack):
-    """The audio track aiortc sends: one 20 ms frame of the leg's queue per tick, on absolute deadlines."""
+    """The audio track aiortc sends: one 20 ms frame of the leg's queue per tick, on absolute deadlines.
+
+    It hands aiortc Opus packets it encoded itself (mono, 24 kHz in, 32 kbit/s), which aiortc only packetises:
+    given raw frames, aiortc resamples them to 48 kHz stereo and encodes at 96 kbit/s on a worker thread, one
+    thread hand-off per frame per call, which cost more CPU than the rest of the call put together.
+    """
 
     kind = "audio"
 
@@ -66,8 +76,15 @@ class AgentTrack(MediaStreamTrack):
         self._ticker = asyncio.get_running_loop()
         self._deadline: float | None = None
         self._pts = 0
+        self._encoder = av.CodecContext.create("libopus", "w")
+        self._encoder.sample_rate = RATE
+        self._encoder.layout = "mono"
+        self._encoder.format = "s16"
+        self._encoder.bit_rate = OPUS_BITRATE
+        self._encoder.options = {"application": "voip"}
+        self._encoder.time_base = _TIME_BASE
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> AudioFrame | av.Packet[Any]:
         if self.readyState != "live" or self._leg.closed:
             raise MediaStreamError
         now = self._ticker.time()
@@ -82,9 +99,14 @@ class AgentTrack(MediaStreamTrack):
         frame.planes[0].update(payload)
         frame.sample_rate = RATE
         frame.time_base = _TIME_BASE
-        frame.pts = self._pts
+        frame.pts = pts = self._pts
         self._pts += FRAME_SAMPLES
-        return frame
+        packets = self._encoder.encode(frame)
+        if len(packets) != 1:
+            return frame  # not one packet for one frame (never seen with libopus): let aiortc encode it
+        packet = packets[0]
+        packet.pts, packet.time_base = pts, _TIME_BASE  # our clock, not the encoder's pre-skip offset
+        return packet
 
 
 class BrowserLeg:
@@ -105,6 +127,10 @@ class BrowserLeg:
         self._silence_frames = 0
         self._deadline = 0.0
         self._reader: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._last_audio = 0.0
+        self.inline = False  # the browser's Opus decoded on the loop (InlineDecoder), not by aiortc's thread
+        self.decode_errors = 0
         self.track = AgentTrack(self)
 
     # -- MediaLeg ------------------------------------------------------------------------------------------
@@ -153,8 +179,9 @@ class BrowserLeg:
         if self.closed:
             return
         self.closed = True
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in (self._reader, self._watch):
+            if task is not None:
+                task.cancel()
         self.track.stop()
         self.outbound.clear()
         while self._events.full():
@@ -162,10 +189,38 @@ class BrowserLeg:
         self._events.put_nowait(None)
 
     # -- the aiortc side -----------------------------------------------------------------------------------
+    def decode_inline(self, receiver: Any) -> bool:
+        """Decode the browser's Opus on the event loop, straight to 24 kHz mono, instead of on aiortc's
+        decoder thread (a thread wake-up and a hand-back task per 20 ms frame, then a 48 kHz stereo frame to
+        fold and resample). Call before the receiver starts; False (nothing changed) if aiortc differs."""
+        name = "_RTCRtpReceiver__decoder_queue"
+        if getattr(receiver, "_RTCRtpReceiver__started", True) or not isinstance(
+            getattr(receiver, name, None), queue.Queue
+        ):
+            return False
+        setattr(receiver, name, InlineDecoder(self))
+        self.inline = True
+        return True
+
     def attach(self, track: Any, pc: RTCPeerConnection) -> None:
-        """Read the browser's audio track from now on (once; a second audio track is ignored)."""
-        if self._reader is None and not self.closed:
-            self._reader = asyncio.ensure_future(self._read(track, pc))
+        """Take the browser's audio track from now on (once; a second audio track is ignored)."""
+        if self._watch is not None or self.closed:
+            return
+        self._last_audio = asyncio.get_running_loop().time()
+        self._watch = asyncio.ensure_future(self._watchdog(pc))
+        if not self.inline:
+            self._reader = asyncio.ensure_future(self._read(track))
+
+    def deliver(self, pcm: bytes) -> None:
+        """One frame of the caller's audio, PCM16 mono 24 kHz, to the bridge."""
+        if self.closed or not pcm:
+            return
+        self.stats.packets_received += 1
+        self._last_audio = asyncio.get_running_loop().time()
+        if self._handler is not None:
+            self._handler(pcm)
+        else:
+            self._early.append(pcm)
 
     def next_frame(self, deadline: float) -> bytes:
         """The 20 ms frame to send at `deadline`: queued agent audio, else silence."""
@@ -180,7 +235,7 @@ class BrowserLeg:
         return payload
 
     def mono_24k(self, frame: AudioFrame) -> bytes:
-        """One decoded frame (s16, any layout and supported rate) as mono PCM16 at 24 kHz."""
+        """One decoded frame (s16, any layout, a supported rate) as mono PCM16 at 24 kHz (streaming soxr)."""
         samples = frame.to_ndarray()
         channels = len(frame.layout.channels)
         if frame.format.is_planar:
@@ -190,39 +245,38 @@ class BrowserLeg:
         else:
             mono = samples.reshape(-1)
         pcm = mono.astype(np.int16)
+        if frame.sample_rate == RATE:
+            return bytes(pcm.tobytes())
         resampler = self._resamplers.get(frame.sample_rate)
         if resampler is None:
             resampler = self._resamplers[frame.sample_rate] = Resampler(frame.sample_rate, RATE, quality="QQ")
         return resampler.process(pcm).tobytes()
 
-    async def _read(self, track: Any, pc: RTCPeerConnection) -> None:
-        loop = asyncio.get_running_loop()
-        next_stats = loop.time() + STATS_EVERY_S
-        try:
+    async def _read(self, track: Any) -> None:
+        """aiortc's own decoding (when `decode_inline` could not be used): its 48 kHz frames, resampled."""
+        with contextlib.suppress(MediaStreamError):  # the track ended: the peer connection closed
             while not self.closed:
-                try:
-                    frame = await asyncio.wait_for(track.recv(), self.media_timeout)
-                except TimeoutError:
-                    self._event(MediaTimeout(self.media_timeout))
-                    return
+                frame = await track.recv()
                 if not isinstance(frame, AudioFrame) or frame.format.name not in ("s16", "s16p"):
                     continue
                 try:
-                    pcm = self.mono_24k(frame)
+                    self.deliver(self.mono_24k(frame))
                 except ValueError:  # a rate the resampler does not take: not from aiortc's Opus decoder
                     log.warning("webrtc.unsupported_audio", rate=frame.sample_rate)
-                    continue
-                self.stats.packets_received += 1
-                if pcm:
-                    if self._handler is not None:
-                        self._handler(pcm)
-                    else:
-                        self._early.append(pcm)
-                if loop.time() >= next_stats:
-                    next_stats = loop.time() + STATS_EVERY_S
-                    await self.refresh_stats(pc)
-        except MediaStreamError:
-            return  # the track ended: the peer connection closed (the call ends by its state)
+
+    async def _watchdog(self, pc: RTCPeerConnection) -> None:
+        """No audio from the browser for WEBRTC_MEDIA_TIMEOUT ends the call; statistics now and then."""
+        loop = asyncio.get_running_loop()
+        next_stats = loop.time() + STATS_EVERY_S
+        while not self.closed:
+            await asyncio.sleep(min(1.0, self.media_timeout / 4))
+            now = loop.time()
+            if now - self._last_audio >= self.media_timeout:
+                self._event(MediaTimeout(round(now - self._last_audio, 1)))
+                return
+            if now >= next_stats:
+                next_stats = now + STATS_EVERY_S
+                await self.refresh_stats(pc)
 
     async def refresh_stats(self, pc: RTCPeerConnection) -> None:
         """Loss and jitter of the browser's stream, from aiortc's receiver statistics."""
@@ -240,3 +294,50 @@ class BrowserLeg:
     def _event(self, event: MediaEvent) -> None:
         if not self._events.full():
             self._events.put_nowait(event)
+
+
+class InlineDecoder:
+    """Stands in for an aiortc receiver's decoder queue: each complete Opus frame is decoded where it is put
+    (on the event loop) by libopus to mono, resampled to 24 kHz by the leg's soxr stream, and handed to the
+    leg. The receiver's decoder thread still starts; it waits in `get` until the receiver stops, then ends as
+    it would have."""
+
+    def __init__(self, leg: BrowserLeg) -> None:
+        self._leg = leg
+        self._stopped = threading.Event()
+        self._decoder = self._new_decoder()
+
+    @staticmethod
+    def _new_decoder() -> Any:
+        decoder = av.CodecContext.create("libopus", "r")
+        decoder.sample_rate = OPUS_CLOCK  # libopus in FFmpeg decodes at 48 kHz whatever is asked
+        decoder.layout = "mono"
+        decoder.format = "s16"
+        return decoder
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._stopped.set()
+            return
+        codec, encoded = item
+        data = bytes(getattr(encoded, "data", b""))
+        if getattr(codec, "name", "").lower() != "opus" or not data:
+            return  # an empty packet would be read as the end of the stream (a draining decoder)
+        try:
+            frames = self._decoder.decode(av.Packet(data))
+        except EOFError:
+            self._decoder = self._new_decoder()
+            self._leg.decode_errors += 1
+            return
+        except (av.FFmpegError, ValueError):
+            self._leg.decode_errors += 1  # one bad frame; the decoder state carries on
+            return
+        for frame in frames:
+            try:
+                self._leg.deliver(self._leg.mono_24k(frame))
+            except ValueError:
+                self._leg.decode_errors += 1
+
+    def get(self, block: bool = True, timeout: float | None = None) -> None:
+        self._stopped.wait(timeout)
+        return None

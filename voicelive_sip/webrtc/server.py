@@ -289,6 +289,8 @@ class BrowserCalls:
             raise OfferRefused(415, "the offer has no audio stream (m=audio)")
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.name.lower() == "opus"]
         audio.setCodecPreferences(opus)
+        if not leg.decode_inline(audio.receiver):
+            log.info("webrtc.decoding_on_aiortc_thread", call_id=browser.id)
         audio.direction = "sendrecv"
         audio.sender.replaceTrack(leg.track)
         await pc.setLocalDescription(await pc.createAnswer())
