@@ -22,6 +22,7 @@ from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
@@ -236,8 +237,13 @@ class BrowserLeg:
 
     def mono_24k(self, frame: AudioFrame) -> bytes:
         """One decoded frame (s16, any layout, a supported rate) as mono PCM16 at 24 kHz (streaming soxr)."""
-        samples = frame.to_ndarray()
         channels = len(frame.layout.channels)
+        if channels == 1 and not frame.format.is_planar:  # what the inline decoder gives: no copy to fold
+            pcm = np.frombuffer(memoryview(frame.planes[0]), dtype="<i2", count=frame.samples)
+            if frame.sample_rate == RATE:
+                return bytes(pcm.tobytes())
+            return self._resampled(frame.sample_rate, pcm)
+        samples = frame.to_ndarray()
         if frame.format.is_planar:
             mono = samples.astype(np.int32).sum(axis=0) // max(1, samples.shape[0])
         elif channels > 1:
@@ -247,10 +253,13 @@ class BrowserLeg:
         pcm = mono.astype(np.int16)
         if frame.sample_rate == RATE:
             return bytes(pcm.tobytes())
-        resampler = self._resamplers.get(frame.sample_rate)
+        return self._resampled(frame.sample_rate, pcm)
+
+    def _resampled(self, rate: int, pcm: npt.NDArray[np.int16]) -> bytes:
+        resampler = self._resamplers.get(rate)
         if resampler is None:
-            resampler = self._resamplers[frame.sample_rate] = Resampler(frame.sample_rate, RATE, quality="QQ")
-        return resampler.process(pcm).tobytes()
+            resampler = self._resamplers[rate] = Resampler(rate, RATE, quality="QQ")
+        return bytes(resampler.process(pcm).tobytes())
 
     async def _read(self, track: Any) -> None:
         """aiortc's own decoding (when `decode_inline` could not be used): its 48 kHz frames, resampled."""
