@@ -31,3 +31,16 @@ def test_resample_20ms_chunks(benchmark, in_rate: int, out_rate: int) -> None:  
     chunk = np.resize(PCM_1S, in_rate // 50).astype(np.int16)
     benchmark(resampler.process, chunk)
     benchmark.extra_info["samples_per_second"] = len(chunk) / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("direction", ["encode", "decode"])
+def test_g722_one_20ms_frame(benchmark, direction: str) -> None:  # type: ignore[no-untyped-def]
+    from voicelive_sip.codecs.g722 import G722Decoder, G722Encoder
+
+    pcm = np.resize(PCM_1S, 320).astype("<i2").tobytes()  # 20 ms at 16 kHz
+    encoder = G722Encoder()
+    if direction == "encode":
+        benchmark(encoder.encode, pcm)
+    else:
+        benchmark(G722Decoder().decode, encoder.encode(pcm))
+    benchmark.extra_info["samples_per_second"] = 320 / benchmark.stats.stats.mean

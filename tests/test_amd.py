@@ -208,3 +208,30 @@ def test_accuracy_on_the_labelled_set_is_at_least_90_percent() -> None:
     # Every greeting with a beep has its beep found, and no beep is heard where there is none.
     for name, cause in causes:
         assert ("+beep" in cause) == name.endswith("-beep"), (name, cause)
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "G722"])
+def test_a_wideband_call_reaches_the_same_verdict_as_g711(codec: str) -> None:
+    # CallAmd feeds the 8 kHz detector: G.711 decoded, a G.722 leg's PCM16 16 kHz resampled down to it.
+    import soxr
+
+    from voicelive_sip.amd import AmdPolicy
+    from voicelive_sip.amd_call import CallAmd
+    from voicelive_sip.codecs import g711
+    from voicelive_sip.codecs.names import Codec
+
+    pcm = np.concatenate([silence(300), voice(1700), silence(2000)])
+    leg = Codec.parse(codec)
+    if leg.law is not None:
+        payload, frame = g711.encode(leg.law, pcm), 160
+    else:
+        payload, frame = np.asarray(soxr.resample(pcm, RATE, 16000), dtype="<i2").tobytes(), 640
+    amd = CallAmd(AmdPolicy(), leg, 100.0)
+    events: list[AmdEvent] = []
+    for index, start in enumerate(range(0, len(payload), frame)):
+        amd.caller_frame(payload[start : start + frame], 100.0 + index * 0.02)
+        while (event := amd.next_event()) is not None:
+            events.append(event)
+    result = verdict(events)
+    assert (result.status, result.cause) == ("MACHINE", "LONGGREETING-1500-1500")
+    assert abs(result.at_ms - (300 + 1500)) <= 20  # the resampler's delay is under one block

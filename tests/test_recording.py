@@ -257,3 +257,19 @@ def test_recording_path_is_safe_and_distinct(tmp_path: Path) -> None:
     naive = recording_path(tmp_path, "c", datetime(2024, 5, 1, 14, 30, 5))
     assert naive.name.startswith("20240501T143005_c_")
     assert recording_path(tmp_path, "c", started.astimezone(UTC)).name.startswith("20240501T123005Z_c_")
+
+
+def test_a_g722_call_records_16khz_pcm16_as_the_leg_carries_it(tmp_path: Path) -> None:
+    rec = CallRecorder(tmp_path / "wide.wav", law=Codec.G722)
+    assert (rec.law, rec.sample_rate) == (None, 16000)
+    t = np.arange(16000 // 5) / 16000
+    wide = (np.sin(2 * np.pi * 6000 * t) * 8000).astype("<i2")  # above what 8 kHz could hold
+    for i, frame in enumerate(frames(wide.tobytes(), 640)):
+        rec.caller(frame, T0 + i * 0.02)
+        rec.agent(frame, T0 + i * 0.02)
+    path = rec.close()
+    with wave.open(str(path), "rb") as w:
+        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 16000, 2)
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert np.array_equal(samples[:, 0], wide) and np.array_equal(samples[:, 1], wide)
+    assert rec.duration == pytest.approx(0.2)

@@ -394,13 +394,16 @@ class CallSession:
         try:
             if gateway.answer_mode == "when_ready":
                 await _connected_unless_ended(connecting, call)
+            # Without an offer ours lists MEDIA_CODECS; Voice Live follows the one the ACK's answer picks.
             media = await call.answer(
                 rtp_port=rtp.local_port,
                 rtp_address=settings.media.public_address or settings.media.address,
-                codecs=[codec] if call.offer is None else None,
+                codecs=list(settings.media.codecs) if call.offer is None else None,
             )
             if gateway.answer_mode == "immediately":
                 await connecting
+            if media is not None and media.codec != voicelive.codec:
+                await voicelive.use_codec(media.codec)
         except VoiceLiveError as error:
             rtp.close()
             await voicelive.close()

@@ -1,7 +1,10 @@
 """MediaLeg: the one interface between a bridge and whatever carries the call's audio (RTP now, WebRTC next).
 
-Audio crosses it in the call's `codec` (G.711: 8 bytes a millisecond), so the leg alone knows packets, clocks
-and sockets, and it alone counts what was played: `played_ms` is the playout position barge-in truncates at.
+Audio crosses it in the leg format of the call's `codec`: G.711 bytes (8 kHz, 8 bytes a millisecond), or for a
+wideband codec little-endian PCM16 mono at `codec.sample_rate` (G.722: 16 kHz, 32 bytes a millisecond; Opus
+on WebRTC: 24 kHz, 48), decoded and encoded by the leg itself; `codec.bytes_per_ms` says which. So the leg
+alone knows packets, clocks, codecs and sockets, and it alone counts what was played: `played_ms` is the
+playout position barge-in truncates at.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class MediaLeg(Protocol):
 
     @property
     def codec(self) -> Codec:
-        """The codec of the audio crossing this interface."""
+        """The call's codec: its `law`/`sample_rate`/`bytes_per_ms` say what format crosses this interface."""
         ...
 
     @property

@@ -163,3 +163,35 @@ async def test_an_outbound_call_to_a_g722_phone_is_g722() -> None:
         await finished(gateway)
     assert gateway.summaries[0].codec is Codec.G722
     assert fake.session_config["output_audio_format"] == "pcm16_16000hz"
+
+
+async def test_an_invite_without_sdp_gets_our_codecs_and_a_g711_answer_passes_through() -> None:
+    from tests.sip.test_ua import is_status, raw_peer, raw_request
+    from voicelive_sip.sdp import LocalSdpSession, SessionDescription, answer_offer
+    from voicelive_sip.sip import Response
+    from voicelive_sip.testing.rtp import RtpRecorder
+
+    async with g722_bridge() as (fake, gateway, _phone), raw_peer() as peer, RtpRecorder() as rtp:
+        peer.send(raw_request("INVITE", peer, gateway.ua), gateway.ua)
+        ok = await asyncio.wait_for(peer.next(is_status(200)), 5)
+        assert isinstance(ok, Response)
+        offer = SessionDescription.parse(ok.body)
+        assert offer.media[0].formats[:3] == ("9", "0", "8")  # MEDIA_CODECS in order
+        answer, _ = answer_offer(  # a G.711-only PBX answers in the ACK
+            offer, local_address="127.0.0.1", local_port=rtp.address[1], session=LocalSdpSession()
+        )
+        ack = raw_request(
+            "ACK", peer, gateway.ua, branch="z9hG4bKack1", to_tag=ok.to.tag,
+            headers="Content-Type: application/sdp\r\n", body=answer.serialize(),
+        )  # fmt: skip
+        peer.send(ack, gateway.ua)
+        await rtp.wait_for(25)  # half a second of the agent's RTP
+        peer.send(
+            raw_request("BYE", peer, gateway.ua, branch="z9hG4bKbye1", to_tag=ok.to.tag, cseq=2), gateway.ua
+        )
+        await finished(gateway)
+    assert gateway.summaries[0].codec is Codec.PCMU
+    config = fake.session_config
+    assert (config["input_audio_format"], config["output_audio_format"]) == ("g711_ulaw", "g711_ulaw")
+    packets = rtp.packets()
+    assert {p.payload_type for p in packets} == {0} and {len(p.payload) for p in packets} == {160}

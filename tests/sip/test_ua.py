@@ -333,6 +333,7 @@ async def test_invite_without_sdp_gets_our_offer_and_the_answer_comes_in_the_ack
         ok = await peer.next(is_status(200))
         assert isinstance(ok, Response)
         offer = SessionDescription.parse(ok.body)
+        assert offer.media[0].formats == ("9", "0", "8", "101")  # MEDIA_CODECS in order: G722, PCMU, PCMA
         from voicelive_sip.sdp import answer_offer
 
         answer_sdp, _ = answer_offer(
@@ -345,6 +346,7 @@ async def test_invite_without_sdp_gets_our_offer_and_the_answer_comes_in_the_ack
         peer.send(ack, bob)
         media = await asyncio.wait_for(answered, 5)
         assert media is not None and media.remote_rtp == ("127.0.0.1", 45000)  # type: ignore[attr-defined]
+        assert media.codec == "PCMU"  # type: ignore[attr-defined]  # the answer's pick (a G.711-only peer)
 
 
 async def test_missing_ack_ends_the_call_with_bye() -> None:

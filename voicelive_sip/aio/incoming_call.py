@@ -131,6 +131,7 @@ class IncomingCall(Call):
             assert self.media is not None
             if self.media.codec in Codec.__members__:
                 self.codec = Codec(self.media.codec)
+                self.local_media.codecs = [self.codec]  # as with an offer: later offers keep this codec
         assert self.dialog is not None
         if self._ended.done():  # not `self.ended`: mypy keeps that narrowed from the check above the await
             return self.media  # a BYE came before (or instead of) the ACK: answered, and already over

@@ -8,7 +8,7 @@ __all__ = ["OutboundBuffer"]
 
 
 class OutboundBuffer:
-    """FIFO of encoded audio bytes (one byte per sample for G.711) that the media clock drains frame by frame.
+    """FIFO of the leg's audio bytes (G.711, or PCM16 for G.722) that the media clock drains frame by frame.
 
     `enqueue` accepts any chunk size; `pull` returns exactly `frame_bytes`, padding a short tail with the
     codec's silence. Audio beyond `max_seconds` is refused (counted), never buffered without bound.

@@ -91,7 +91,8 @@ class Sentence:
 
 
 class ReceivedFrame(NamedTuple):
-    """One frame the phone heard: arrival (loop time), the codec payload, and whether it was concealed."""
+    """One frame the phone heard: arrival (loop time), the payload (G.711 bytes, or PCM16 16 kHz decoded from
+    G.722), and whether it was concealed."""
 
     time: float
     payload: bytes
