@@ -277,7 +277,11 @@ class Gateway:
         wait = self.settings.gateway.drain_timeout if timeout is None else timeout
         log.info("gateway.draining", active_calls=len(self.sessions), timeout_s=wait)
         if wait > 0:
+            deadline = asyncio.get_running_loop().time() + wait
             await self._tasks.wait(wait)
+            # Calls the gateway carries for others (browser calls) run in their owner's tasks.
+            while self.sessions and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
         await self.stop()
 
     async def stop(self) -> None:

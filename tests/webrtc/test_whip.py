@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import re
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ from voicelive_sip.config import (
 )
 from voicelive_sip.gateway import Gateway
 from voicelive_sip.http import ObservabilityServer
-from voicelive_sip.testing import FakeReply, FakeVoiceLive
+from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive
 from voicelive_sip.testing.whip import WhipClient, WhipError
+from voicelive_sip.voicelive.tools import Tool, tool
 from voicelive_sip.webrtc.server import BrowserCalls
 
 _ports = itertools.count(0)
@@ -47,6 +48,7 @@ async def browser_gateway(
     webrtc: dict[str, Any] | None = None,
     token: str | None = None,
     max_calls: int = 100,
+    tools: Sequence[Tool[Any, Any]] = (),
 ) -> AsyncIterator[tuple[FakeVoiceLive, Gateway, ObservabilityServer]]:
     async with FakeVoiceLive(**{"pace": 1.0, **(fake_options or {})}) as fake:
         settings = Settings(
@@ -56,7 +58,7 @@ async def browser_gateway(
             gateway=GatewaySettings(recording_dir=str(tmp_path) if tmp_path is not None else None),
             webrtc=WebRtcSettings(enabled=True, ice_addresses=["127.0.0.1"], **(webrtc or {})),
         )
-        async with Gateway(settings) as gateway:
+        async with Gateway(settings, tools=tools) as gateway:
             browser = BrowserCalls(gateway, settings.webrtc, token=token)
             server = ObservabilityServer(
                 gateway.metrics, ready=gateway.readiness, host="127.0.0.1", port=0, browser=browser
@@ -413,3 +415,55 @@ async def test_the_inline_decoder_counts_junk_and_carries_on() -> None:
     decoder.put(None)
     assert decoder.get() is None  # the receiver's thread ends once stopped
     leg.close()
+
+
+async def test_tools_and_the_hang_up_tool_work_on_a_browser_call() -> None:
+    looked_up: list[str] = []
+
+    @tool
+    async def order_status(order_id: str) -> dict[str, str]:
+        """Look up an order."""
+        looked_up.append(order_id)
+        return {"status": "shipped"}
+
+    replies = [
+        FakeReply(
+            tool_call=FakeToolCall("order_status", '{"order_id": "42"}'), follow_up=FakeReply("Shipped.")
+        ),
+        FakeReply(text="Goodbye!", tool_call=FakeToolCall("hang_up", "{}")),
+    ]
+    async with browser_gateway(
+        fake_options={"replies": replies, "greeting": "Hi."}, tools=[order_status]
+    ) as (
+        _fake,
+        gateway,
+        server,
+    ):
+        async with WhipClient(f"{server.url}/whip") as client:
+            await client.wait_for(lambda c: c.loud_frames >= 5, timeout=15)
+            await asyncio.sleep(1.0)
+            client.play(tone48k(0.6) + bytes(48000 * 2))  # a turn: the fake calls order_status
+            await client.wait_for(lambda c: any(m["type"] == "tool" for m in c.messages), timeout=10)
+            await asyncio.sleep(2.0)
+            client.play(tone48k(0.6) + bytes(48000 * 2))  # another: the fake says goodbye and hangs up
+            await client.wait_for(lambda c: any(m["type"] == "ended" for m in c.messages), timeout=15)
+        await finished(gateway)
+    assert looked_up == ["42"]
+    summary = gateway.summaries[0]
+    assert [t.name for t in summary.tool_calls] == ["order_status", "hang_up"]
+    assert summary.end_reason == "agent-hangup" and summary.ended_by == "local"
+
+
+async def test_a_draining_gateway_refuses_new_browser_calls_and_keeps_the_one_it_has() -> None:
+    async with browser_gateway() as (_fake, gateway, server):
+        async with WhipClient(f"{server.url}/whip") as first:
+            await first.wait_for(lambda c: any(m["type"] == "answered" for m in c.messages), timeout=15)
+            draining = asyncio.ensure_future(gateway.drain(timeout=30))
+            await asyncio.sleep(0.2)
+            with pytest.raises(WhipError) as refused:
+                await WhipClient(f"{server.url}/whip").connect()
+            assert refused.value.status == 503 and "draining" in refused.value.text
+            assert first.connection_state == "connected" and gateway.sessions  # still up
+            await first.hangup()
+            await asyncio.wait_for(draining, 15)
+        assert gateway.summaries[0].end_reason == "delete"

@@ -178,7 +178,7 @@ class BrowserCalls:
         if len(body) > limit:
             raise OfferRefused(413, f"the offer may be at most {limit} bytes")
         check_offer(body)
-        refusal = self.gateway.ua.unavailable() if self.gateway.started else ("starting", 5)
+        refusal = self.gateway.ua.unavailable() if self.gateway.started else ("not started", 5)
         if refusal is not None:
             raise OfferRefused(503, f"the gateway is not taking calls ({refusal[0]})")
         if self.connecting >= self.settings.max_pending:
