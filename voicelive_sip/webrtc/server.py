@@ -49,6 +49,7 @@ __all__ = ["BrowserCalls", "check_offer"]
 log = get_logger("voicelive_sip.webrtc")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OFFER_READ_TIMEOUT = 10.0  # seconds for the offer's body to arrive
 MAX_OUTBOX = 64  # messages held for a page whose data channel is not open yet
 MAX_CHANNEL_MESSAGE = 1024  # what the page may send over the data channel (a key, a hang-up)
 NO_STORE = {"Cache-Control": "no-store"}
@@ -174,7 +175,11 @@ class BrowserCalls:
         limit = self.settings.max_offer_bytes
         if request.content_length is not None and request.content_length > limit:
             raise OfferRefused(413, f"the offer may be at most {limit} bytes")
-        body = await request.content.read(limit + 1)
+        try:
+            async with asyncio.timeout(OFFER_READ_TIMEOUT):  # a slow body holds a connection, nothing more
+                body = await request.content.read(limit + 1)
+        except TimeoutError:
+            raise OfferRefused(408, "the offer did not arrive in time") from None
         if len(body) > limit:
             raise OfferRefused(413, f"the offer may be at most {limit} bytes")
         check_offer(body)
@@ -247,6 +252,11 @@ class BrowserCalls:
             await self._free(browser, voicelive)
             log.warning("webrtc.offer_failed", call_id=call_id, error=repr(error))
             raise OfferRefused(400, f"the offer could not be answered: {error}") from None
+        except BaseException:
+            # The client went away mid-answer (the request was cancelled): free the call all the same.
+            connecting.cancel()
+            self._tasks.spawn(self._free(browser, voicelive), name="webrtc.free")
+            raise
         gateway.voicelive_outcome(None)
         log.info("webrtc.offer_answered", call_id=call_id, remote=source[0])
         self._tasks.spawn(
