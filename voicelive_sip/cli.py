@@ -309,6 +309,37 @@ async def _serve(
 
 async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool, browser_url: bool = False) -> int:
     settings = gateway.settings
+    loop = asyncio.get_running_loop()
+    stops = 0
+    starting = True  # a signal while starting is acted on once the gateway is up
+    pending: set[asyncio.Task[None]] = set()  # the loop only keeps weak references to tasks
+
+    def on_signal() -> None:
+        nonlocal stops
+        stops += 1
+        if starting:
+            return
+        if stops == 1:
+            limit = settings.gateway.drain_timeout
+            _status(f"voicelive-sip: draining (up to {limit:g} s); signal again to stop now")
+            job = loop.create_task(gateway.drain())
+        else:
+            job = loop.create_task(gateway.stop())
+        pending.add(job)
+        job.add_done_callback(pending.discard)
+
+    def on_hangup() -> None:
+        if not settings.gateway.profiles_file:
+            _status("voicelive-sip: SIGHUP: no GATEWAY_PROFILES_FILE to read again")
+        elif gateway.reload_profiles():
+            _status(f"voicelive-sip: profiles read again from {settings.gateway.profiles_file}")
+        else:
+            _status("voicelive-sip: the profiles file did not load; the profiles in use stay (see the log)")
+
+    # Before anything answers (SIP, HTTP): a supervisor that sees the gateway up may stop it at once.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     _status("voicelive-sip: starting ...")
     await gateway.start()
     if gc_freeze:
@@ -337,35 +368,10 @@ async def _serve_gateway(gateway: Gateway, *, gc_freeze: bool, browser_url: bool
     if browser_url and observability is None:
         await gateway.stop()
         raise StartupError(["METRICS_ENABLED: the browser phone is on the HTTP server, but it is off"])
-    loop = asyncio.get_running_loop()
-    stops = 0
-
-    pending: set[asyncio.Task[None]] = set()  # the loop only keeps weak references to tasks
-
-    def on_signal() -> None:
-        nonlocal stops
-        stops += 1
-        if stops == 1:
-            limit = settings.gateway.drain_timeout
-            _status(f"voicelive-sip: draining (up to {limit:g} s); signal again to stop now")
-            job = loop.create_task(gateway.drain())
-        else:
-            job = loop.create_task(gateway.stop())
-        pending.add(job)
-        job.add_done_callback(pending.discard)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal)
-
-    def on_hangup() -> None:
-        if not settings.gateway.profiles_file:
-            _status("voicelive-sip: SIGHUP: no GATEWAY_PROFILES_FILE to read again")
-        elif gateway.reload_profiles():
-            _status(f"voicelive-sip: profiles read again from {settings.gateway.profiles_file}")
-        else:
-            _status("voicelive-sip: the profiles file did not load; the profiles in use stay (see the log)")
-
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    starting = False
+    for _ in range(min(stops, 2)):  # signals that came while starting
+        stops -= 1
+        on_signal()
     host, port = gateway.ua.address
     transports = "+".join(t.lower() for t in settings.sip.transports)
     _status(
