@@ -38,6 +38,7 @@ from .targets import TargetPattern, allowed
 from .voicelive.connection import VoiceLiveSession
 from .voicelive.health import ServiceHealth
 from .voicelive.tools import Tool
+from .warm_transfer import TransferContext
 from .webhooks import CallContext, WebhookSender, summary_data
 
 log = get_logger("voicelive_sip.gateway")
@@ -416,7 +417,15 @@ class Gateway:
             display_name=display_name,
         )
         session.metadata = dict(metadata)
+        session.builtins.transfer_context = self._transfer_context()
         return session
+
+    def _transfer_context(self) -> TransferContext:
+        """How a call's warm transfer dials the person: through this gateway's user agent, ports and clock."""
+        sip = self.settings.sip
+        return TransferContext(
+            self.ua, self.pool, self.clock, self.settings.media, tuple(sip.allow_from), self.credential
+        )
 
     async def _accept(self) -> None:
         async for call in self.ua.incoming_calls():
@@ -471,6 +480,7 @@ class Gateway:
                 )
             return
         self._voicelive_outcome(None)  # the session is up: Voice Live answered
+        session.builtins.transfer_context = self._transfer_context()
         session.summary.profile = routed.name if routed is not None else None
         await self._run(session)
 
