@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.e2e.test_gateway import bridge, finished, media_port, target, tone
 from voicelive_sip.bridge import CallSession
@@ -20,6 +23,9 @@ from voicelive_sip.gateway import Gateway
 from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
 from voicelive_sip.testing.phone import PhoneCall
 
+EXPORTER = InMemorySpanExporter()
+PROVIDER = TracerProvider()
+PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 SUMMARY = "Dana Smith wants a refund for order 42."
 BRIEFING = "Hello, I have a caller for you who needs help with a refund for an order."
 
@@ -65,7 +71,11 @@ async def transfer_setup(
             **gateway_options,
         }
         fake_options = {"replies": [transfer_reply(person)], "greeting": BRIEFING}
-        async with bridge(fake_options, options) as (fake, gateway, phone):
+
+        def traced(session: CallSession) -> None:
+            session.tracer_provider = PROVIDER
+
+        async with bridge(fake_options, options, on_session=traced) as (fake, gateway, phone):
             caller = await phone.call(target(gateway))
             await caller.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
             await asyncio.sleep(0.3)
@@ -84,7 +94,15 @@ def steps(gateway: Gateway) -> list[str]:
     return [step.step for step in gateway.summaries[0].transfer_steps]
 
 
+def transfer_spans() -> list[str]:
+    """The spans under the warm_transfer tool's span, in the order they ended."""
+    spans = EXPORTER.get_finished_spans()
+    (tool_span,) = [span for span in spans if span.name == "execute_tool warm_transfer"]
+    return [span.name for span in spans if span.parent and span.parent.span_id == tool_span.context.span_id]
+
+
 async def test_the_person_is_rung_briefed_and_then_talks_with_the_caller_through_the_bridge() -> None:
+    EXPORTER.clear()
     async with transfer_setup() as (fake, gateway, caller, person):
         session = await session_of(gateway)
         loop = asyncio.get_running_loop()
@@ -122,6 +140,10 @@ async def test_the_person_is_rung_briefed_and_then_talks_with_the_caller_through
     assert summary.transfer_steps[-2].detail == "PCMU/PCMU"  # same codec: bytes pass through untouched
     (called,) = summary.tool_calls
     assert called.name == "warm_transfer" and called.result == {"ok": True, "connected": "bridged"}
+    # One OpenTelemetry span per step, children of the tool's span.
+    assert transfer_spans() == [
+        "warm_transfer.dial", "warm_transfer.briefing", "warm_transfer.hold", "warm_transfer.connect",
+    ]  # fmt: skip
 
 
 async def test_the_person_hanging_up_ends_the_callers_call_too() -> None:
@@ -139,6 +161,7 @@ async def test_the_person_hanging_up_ends_the_callers_call_too() -> None:
 
 
 async def test_a_busy_person_hands_the_caller_back_to_the_agent_who_says_so() -> None:
+    EXPORTER.clear()
     async with transfer_setup() as (fake, gateway, caller, person):
         session = await session_of(gateway)
         calls = person.ua.incoming_calls()
@@ -158,6 +181,10 @@ async def test_a_busy_person_hands_the_caller_back_to_the_agent_who_says_so() ->
         await caller.hangup()
         await finished(gateway)
     assert steps(gateway) == ["hold", "dialling", "no_answer", "resumed"]
+    assert transfer_spans() == ["warm_transfer.dial", "warm_transfer.hold"]
+    (dial,) = [span for span in EXPORTER.get_finished_spans() if span.name == "warm_transfer.dial"]
+    assert dial.attributes is not None and dial.attributes["sip.status_code"] == 486
+    assert dial.attributes["error.type"] == "no_answer"
     assert gateway.summaries[0].transfer_steps[2].detail == "486"
     assert len(fake.connections) == 1  # no briefing without a person
 
