@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import wave
 from dataclasses import dataclass
@@ -20,13 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._logger import get_logger
-from .aio import Call, CallFailed, IncomingCall, OutgoingCall, UserAgent
+from .aio import Call, CallEnded, CallFailed, IncomingCall, MediaUpdated, OutgoingCall, Ringing, UserAgent
 from .call_events import TransferStep
 from .codecs import g711
 from .config import MediaSettings
 from .leg_bridge import LegBridge
 from .rtp.clock import MediaClock
 from .rtp.session import PortPool, RtpSession
+from .sdp import NegotiatedMedia
 from .sip.replaces import ReplacesId, refer_to_with_replaces, supports_replaces
 from .sip.uri import SipUri, Uri
 from .voicelive import AudioDelta, Closed, ResponseDone, VoiceLiveError, VoiceLiveSession
@@ -64,8 +66,18 @@ class TransferContext:
     credential: Any = None
 
 
+@functools.lru_cache(maxsize=4)
 def hold_audio(path: str | None) -> npt.NDArray[np.int16]:
-    """8 kHz linear PCM the caller hears on hold: a WAV file (mono 16-bit, resampled), or a soft tone."""
+    """8 kHz linear PCM the caller hears on hold: a WAV file (mono 16-bit, resampled), or a soft tone.
+
+    Read once per path (the array is read-only), not on every transfer.
+    """
+    pcm = _hold_audio(path)
+    pcm.setflags(write=False)
+    return pcm
+
+
+def _hold_audio(path: str | None) -> npt.NDArray[np.int16]:
     if path:
         try:
             with wave.open(str(Path(path)), "rb") as wav:
@@ -73,7 +85,7 @@ def hold_audio(path: str | None) -> npt.NDArray[np.int16]:
                     raise ValueError("hold audio must be mono 16-bit PCM")
                 rate = wav.getframerate()
                 frames = wav.readframes(min(wav.getnframes(), rate * MAX_HOLD_AUDIO_S))
-            pcm = np.frombuffer(frames, dtype="<i2").astype(np.int16)
+            pcm = np.frombuffer(frames, dtype="<i2").astype(np.int16)  # a copy: writable
             if rate != 8000:
                 import soxr  # a dependency of the codecs, loaded only for a file that needs it
 
@@ -115,6 +127,7 @@ class WarmTransfer:
         """Transfer; the model's tool result: ok with how the two were connected, or why not."""
         session = self.session
         bridged = False
+        session.transfer = self  # one at a time; if the call ends meanwhile, the session releases the person
         try:
             await self._agent_done()
             self._start_hold()
@@ -141,9 +154,13 @@ class WarmTransfer:
             return {"ok": True, "connected": "bridged"}
         finally:
             if not bridged:
+                session.transfer = None
                 await self._release_person()
-                if self._hold is not None and not session.call.ended and session.summary.end_reason == "":
-                    self._resume()  # cancelled (tool timeout): the caller goes back to the agent
+                if self._hold is not None:
+                    if session.call.ended or session.summary.end_reason:
+                        self._stop_hold()
+                    else:
+                        self._resume()  # cancelled (tool timeout): the caller goes back to the agent
 
     async def _agent_done(self) -> None:
         media, deadline = self.session.media, self._loop.time() + AGENT_DONE_TIMEOUT
@@ -158,7 +175,7 @@ class WarmTransfer:
         self._hold_started = self._loop.time()
         pcm = hold_audio(session.gateway.hold_audio)
         audio = g711.encode(session.media.codec.law, pcm)
-        self._hold = asyncio.ensure_future(self._play_hold(audio))
+        self._hold = session._tasks.spawn(self._play_hold(audio), name="call.hold_audio")
         self._step("hold")
 
     async def _play_hold(self, audio: bytes) -> None:
@@ -211,19 +228,12 @@ class WarmTransfer:
         finally:
             ringing.cancel()
         if answer is not None:
-            rtp.set_remote(
-                answer.remote_rtp, answer.remote_rtcp, payload_type=answer.payload_type, codec=answer.codec,
-                dtmf_pt=answer.dtmf_payload_type, rtcp_mux=answer.rtcp_mux, ptime=answer.ptime,
-                srtp=answer.srtp,
-            )  # fmt: skip
-            rtp.set_direction(answer.local_direction)
+            _apply(rtp, answer)
         self._step("answered", person.call_id)
         self._span("warm_transfer.dial", started, {"sip.status_code": 200})
         return person
 
     async def _ringing(self, person: OutgoingCall) -> None:
-        from .aio import Ringing
-
         async for event in person.events():
             if isinstance(event, Ringing):
                 self._step("ringing", str(event.status_code))
@@ -321,6 +331,14 @@ class WarmTransfer:
         self._span("warm_transfer.connect", started, {"voicelive_sip.how": "bridge"})
 
     async def _watch(self, person: OutgoingCall) -> None:
+        """Follow the person's call while bridged: their re-INVITEs (hold, new address), their hang-up."""
+        rtp = self.rtp
+        assert rtp is not None
+        async for event in person.events():
+            if isinstance(event, MediaUpdated):
+                _apply(rtp, event.media)
+            elif isinstance(event, CallEnded):
+                break
         ended = await person.wait_ended()
         session = self.session
         if not session.call.ended:
@@ -334,7 +352,7 @@ class WarmTransfer:
         if self.bridge is not None:
             self.bridge.close()
             if self.person is not None and not self.person.ended:
-                self._step("ended", "caller hung up")
+                self._step("ended", "the caller's call ended")
         await self._release_person()
 
     async def _release_person(self) -> None:
@@ -360,6 +378,15 @@ class WarmTransfer:
         if trace is not None:
             attrs = {"voicelive_sip.transfer.target": str(self.target), **(attributes or {})}
             trace.step(name, started, self._loop.time(), attrs, error=error)
+
+
+def _apply(rtp: RtpSession, media: NegotiatedMedia) -> None:
+    """The person's answer (or re-INVITE) on their leg: a call we placed, so no reflection check applies."""
+    rtp.set_remote(
+        media.remote_rtp, media.remote_rtcp, payload_type=media.payload_type, codec=media.codec,
+        dtmf_pt=media.dtmf_payload_type, rtcp_mux=media.rtcp_mux, ptime=media.ptime, srtp=media.srtp,
+    )  # fmt: skip
+    rtp.set_direction(media.local_direction)
 
 
 def _allow(call: Call) -> list[str]:
