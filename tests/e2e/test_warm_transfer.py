@@ -90,6 +90,15 @@ async def session_of(gateway: Gateway) -> CallSession:
     raise AssertionError("no call session")
 
 
+async def ports_released(gateway: Gateway) -> None:
+    """The caller's and the person's RTP ports are back in the gateway's pool."""
+    for _ in range(100):
+        if not gateway.pool.in_use:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{gateway.pool.in_use} RTP ports still in use")
+
+
 def steps(gateway: Gateway) -> list[str]:
     return [step.step for step in gateway.summaries[0].transfer_steps]
 
@@ -133,6 +142,7 @@ async def test_the_person_is_rung_briefed_and_then_talks_with_the_caller_through
         ended = await asyncio.wait_for(desk.wait_ended(), 10)  # either party hanging up ends both
         assert ended.by == "remote"
         await finished(gateway)
+        await ports_released(gateway)
     summary = gateway.summaries[0]
     assert steps(gateway) == [
         "hold", "dialling", "ringing", "answered", "briefing", "briefed", "bridged", "ended",
@@ -230,3 +240,22 @@ async def test_a_warm_transfer_outside_the_allow_list_rings_nobody() -> None:
             await caller.hangup()
             await finished(gateway)
     assert gateway.summaries[0].transfer_steps == []
+
+
+async def test_a_caller_who_hangs_up_while_the_person_rings_releases_the_person_too() -> None:
+    async with transfer_setup() as (_fake, gateway, caller, person):
+        session = await session_of(gateway)
+        calls = person.ua.incoming_calls()
+        await caller.play(tone(0.6))
+        incoming = await asyncio.wait_for(anext(calls), 10)
+        await incoming.ring()
+        await session.wait_for(TransferStep, lambda s: s.step == "ringing", timeout=10)
+        await caller.hangup()
+        ended = await asyncio.wait_for(incoming.wait_ended(), 10)  # the gateway cancelled the person's call
+        assert ended.by == "remote"
+        await calls.aclose()
+        await finished(gateway)
+        await ports_released(gateway)
+        assert session.transfer is None
+    assert steps(gateway) == ["hold", "dialling", "ringing"]
+    assert gateway.summaries[0].end_reason == "bye"
