@@ -104,7 +104,7 @@ VOICEMAIL_INSTRUCTIONS = "An answering machine is recording; no person is listen
 
 
 class BuiltinTools:
-    """The built-in `hang_up`, `transfer_call` and `send_dtmf` tools a deployment enabled, as `Tool`s.
+    """The built-in `hang_up`, `transfer_call`, `warm_transfer` and `send_dtmf` tools a deployment enabled.
 
     Their schemas and argument parsing come from `Tool` like any application tool; they act on the call of
     the `CallSession` they are bound to (`bind`), which happens once the call is set up.
