@@ -180,9 +180,12 @@ async def test_a_busy_person_hands_the_caller_back_to_the_agent_who_says_so() ->
         await incoming.reject(486)
         await calls.aclose()
         await session.wait_for(TransferStep, lambda s: s.step == "resumed", timeout=10)
+        resumed = asyncio.get_running_loop().time()
         await fake.wait_for(lambda f: len(f.function_outputs) == 1, timeout=10)
         output = json.loads(fake.function_outputs[0]["output"])
         assert output["ok"] is False and output["status"] == 486 and "busy" in output["reason"]
+        # The caller hears the agent again: its reply is louder (-15 dBFS) than the hold beep (-23 dBFS).
+        await caller.wait_for(lambda c: c.first_audio_time(-18.0, after=resumed) is not None, timeout=10)
         # The agent speaks again (the fake's follow-up to the tool result), and hears the caller again.
         await fake.wait_for(lambda f: f.received_types.count("response.create") >= 2, timeout=10)
         before = len(fake.appended_audio)
