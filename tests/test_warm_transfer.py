@@ -17,14 +17,15 @@ import structlog
 from voicelive_sip.bridge import BuiltinTools, CallSession, builtin_tools
 from voicelive_sip.codecs import g711
 from voicelive_sip.codecs.names import Codec
-from voicelive_sip.config import GatewaySettings
+from voicelive_sip.config import GatewaySettings, Settings, SipSettings, StartupError, VoiceLiveSettings
 from voicelive_sip.errors import SipParseError
+from voicelive_sip.gateway import Gateway
 from voicelive_sip.leg_bridge import LegBridge
 from voicelive_sip.media import MediaLeg
 from voicelive_sip.sip.message import parse_message
 from voicelive_sip.sip.replaces import ReplacesId, refer_to_with_replaces, replaces_of, supports_replaces
 from voicelive_sip.sip.uri import SipUri, parse_uri
-from voicelive_sip.warm_transfer import MAX_SUMMARY_CHARS, WarmTransfer, hold_audio
+from voicelive_sip.warm_transfer import MAX_SUMMARY_CHARS, WarmTransfer, hold_audio, hold_audio_problems
 
 
 def test_the_refer_to_of_an_attended_transfer_escapes_replaces_as_rfc_3891_shows() -> None:
@@ -148,6 +149,12 @@ def test_hold_audio_from_a_wav_file_is_resampled_to_8_khz(tmp_path: Path) -> Non
     # A file that is not a usable WAV falls back to the beep (logged), never fails the transfer.
     (tmp_path / "bad.wav").write_bytes(b"not a wav")
     assert np.array_equal(hold_audio(str(tmp_path / "bad.wav")), hold_audio(None))
+    # ... and the gateway refuses to start with it, naming the setting.
+    assert hold_audio_problems(str(path)) == [] and hold_audio_problems(None) == []
+    (problem,) = hold_audio_problems(str(tmp_path / "bad.wav"))
+    assert problem.startswith(f"GATEWAY_HOLD_AUDIO: cannot use {tmp_path / 'bad.wav'} (")
+    (missing,) = hold_audio_problems(str(tmp_path / "missing.wav"))
+    assert "No such file or directory" in missing
 
 
 class StubLeg:
@@ -204,3 +211,15 @@ def test_the_leg_bridge_drops_audio_a_leg_cannot_play_in_time_and_stops_on_close
     before = len(b.queue)
     a.handler(b"\x00" * 160)
     assert len(b.queue) == before
+
+
+async def test_a_gateway_whose_hold_audio_cannot_be_played_refuses_to_start(tmp_path: Path) -> None:
+    settings = Settings(
+        sip=SipSettings(port=0, local_address="127.0.0.1"),
+        voicelive=VoiceLiveSettings(endpoint="https://r.cognitiveservices.azure.com", api_key="k"),
+        gateway=GatewaySettings(warm_transfer_tool=True, hold_audio=str(tmp_path / "missing.wav")),
+    )
+    with pytest.raises(StartupError) as info:
+        await Gateway(settings).start()
+    (problem,) = info.value.problems
+    assert problem.startswith("GATEWAY_HOLD_AUDIO: cannot use")

@@ -38,7 +38,7 @@ from .targets import TargetPattern, allowed
 from .voicelive.connection import VoiceLiveSession
 from .voicelive.health import ServiceHealth
 from .voicelive.tools import Tool
-from .warm_transfer import TransferContext
+from .warm_transfer import TransferContext, hold_audio_problems
 from .webhooks import CallContext, WebhookSender, summary_data
 
 log = get_logger("voicelive_sip.gateway")
@@ -123,6 +123,7 @@ class Gateway:
         """
         problems = voicelive_problems(self.settings.voicelive, credential=self.credential)
         problems += _recording_dir_problems(self.settings.gateway.recording_dir)
+        problems += hold_audio_problems(self.settings.gateway.hold_audio)
         try:
             self._use_profiles(self._read_profiles())
         except ProfileError as error:

@@ -36,7 +36,7 @@ from .voicelive import AudioDelta, Closed, ResponseDone, VoiceLiveError, VoiceLi
 if TYPE_CHECKING:
     from .bridge import CallSession
 
-__all__ = ["TransferContext", "WarmTransfer", "hold_audio"]
+__all__ = ["TransferContext", "WarmTransfer", "hold_audio", "hold_audio_problems"]
 
 log = get_logger("voicelive_sip.warm_transfer")
 
@@ -80,18 +80,7 @@ def hold_audio(path: str | None) -> npt.NDArray[np.int16]:
 def _hold_audio(path: str | None) -> npt.NDArray[np.int16]:
     if path:
         try:
-            with wave.open(str(Path(path)), "rb") as wav:
-                if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
-                    raise ValueError("hold audio must be mono 16-bit PCM")
-                rate = wav.getframerate()
-                frames = wav.readframes(min(wav.getnframes(), rate * MAX_HOLD_AUDIO_S))
-            pcm = np.frombuffer(frames, dtype="<i2").astype(np.int16)  # a copy: writable
-            if rate != 8000:
-                import soxr  # a dependency of the codecs, loaded only for a file that needs it
-
-                pcm = np.asarray(np.clip(soxr.resample(pcm, rate, 8000), -32768, 32767), dtype=np.int16)
-            if len(pcm):
-                return pcm
+            return _read_hold_file(path)
         except (OSError, EOFError, ValueError, wave.Error) as error:
             log.warning("warm_transfer.hold_audio_unreadable", path=path, error=str(error))
     # The default: a 425 Hz beep of 300 ms every 2 s at -20 dBFS, faded in and out (no clicks).
@@ -99,6 +88,34 @@ def _hold_audio(path: str | None) -> npt.NDArray[np.int16]:
     beep = 0.1 * np.sin(2 * np.pi * 425 * t) * np.minimum(1.0, np.minimum(t, 0.3 - t) / 0.02)
     pattern = np.concatenate([beep, np.zeros(8000 * 2 - len(beep))])
     return np.asarray(np.round(pattern * 32767), dtype=np.int16)
+
+
+def _read_hold_file(path: str) -> npt.NDArray[np.int16]:
+    with wave.open(str(Path(path)), "rb") as wav:
+        if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+            raise ValueError("not mono 16-bit PCM")
+        rate = wav.getframerate()
+        frames = wav.readframes(min(wav.getnframes(), rate * MAX_HOLD_AUDIO_S))
+    pcm = np.frombuffer(frames, dtype="<i2").astype(np.int16)  # a copy: writable
+    if rate != 8000:
+        import soxr  # a dependency of the codecs, loaded only for a file that needs it
+
+        pcm = np.asarray(np.clip(soxr.resample(pcm, rate, 8000), -32768, 32767), dtype=np.int16)
+    if not len(pcm):
+        raise ValueError("no audio in it")
+    return pcm
+
+
+def hold_audio_problems(path: str | None) -> list[str]:
+    """GATEWAY_HOLD_AUDIO must be a WAV file we can play: checked at start-up, not at the first transfer."""
+    if not path:
+        return []
+    try:
+        _read_hold_file(path)
+    except (OSError, EOFError, ValueError, wave.Error) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return [f"GATEWAY_HOLD_AUDIO: cannot use {path} ({reason}): a mono 16-bit PCM WAV file is needed"]
+    return []
 
 
 def _clean(text: str, limit: int) -> str:
