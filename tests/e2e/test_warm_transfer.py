@@ -16,10 +16,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.e2e.test_gateway import bridge, finished, media_port, target, tone
+from voicelive_sip.aio import IncomingCall
 from voicelive_sip.bridge import CallSession
 from voicelive_sip.call_events import TransferStep
 from voicelive_sip.codecs import g711
 from voicelive_sip.gateway import Gateway
+from voicelive_sip.sip.replaces import ReplacesId, replaces_of
+from voicelive_sip.sip.uri import SipUri, parse_uri
 from voicelive_sip.testing import FakeReply, FakeToolCall, FakeVoiceLive, SipPhone
 from voicelive_sip.testing.phone import PhoneCall
 
@@ -60,9 +63,11 @@ def transfer_reply(person: SipPhone) -> FakeReply:
 
 @asynccontextmanager
 async def transfer_setup(
-    **gateway_options: Any,
-) -> AsyncIterator[tuple[FakeVoiceLive, Gateway, PhoneCall, SipPhone]]:
-    """A caller connected to the agent; the fake's next reply asks for a warm transfer to `person`."""
+    caller_headers: tuple[tuple[str, str], ...] = (), **gateway_options: Any
+) -> AsyncIterator[tuple[FakeVoiceLive, Gateway, PhoneCall, SipPhone, SipPhone]]:
+    """A caller connected to the agent; the fake's next reply asks for a warm transfer to `person`.
+
+    Yields the fake, the gateway, the caller's call, the person's phone and the caller's phone."""
     async with SipPhone(media_port=media_port(), user="desk") as person:
         options = {
             "warm_transfer_tool": True,
@@ -76,10 +81,10 @@ async def transfer_setup(
             session.tracer_provider = PROVIDER
 
         async with bridge(fake_options, options, on_session=traced) as (fake, gateway, phone):
-            caller = await phone.call(target(gateway))
+            caller = await phone.call(target(gateway), headers=caller_headers)
             await caller.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
             await asyncio.sleep(0.3)
-            yield fake, gateway, caller, person
+            yield fake, gateway, caller, person, phone
 
 
 async def session_of(gateway: Gateway) -> CallSession:
@@ -112,7 +117,7 @@ def transfer_spans() -> list[str]:
 
 async def test_the_person_is_rung_briefed_and_then_talks_with_the_caller_through_the_bridge() -> None:
     EXPORTER.clear()
-    async with transfer_setup() as (fake, gateway, caller, person):
+    async with transfer_setup() as (fake, gateway, caller, person, _phone):
         session = await session_of(gateway)
         loop = asyncio.get_running_loop()
         await caller.play(tone(0.6))  # a caller turn: the fake's reply asks for the warm transfer
@@ -157,7 +162,7 @@ async def test_the_person_is_rung_briefed_and_then_talks_with_the_caller_through
 
 
 async def test_the_person_hanging_up_ends_the_callers_call_too() -> None:
-    async with transfer_setup() as (_fake, gateway, caller, person):
+    async with transfer_setup() as (_fake, gateway, caller, person, _phone):
         session = await session_of(gateway)
         await caller.play(tone(0.6))
         desk = await person.answer_next(timeout=10)
@@ -172,7 +177,7 @@ async def test_the_person_hanging_up_ends_the_callers_call_too() -> None:
 
 async def test_a_busy_person_hands_the_caller_back_to_the_agent_who_says_so() -> None:
     EXPORTER.clear()
-    async with transfer_setup() as (fake, gateway, caller, person):
+    async with transfer_setup() as (fake, gateway, caller, person, _phone):
         session = await session_of(gateway)
         calls = person.ua.incoming_calls()
         await caller.play(tone(0.6))
@@ -203,7 +208,7 @@ async def test_a_busy_person_hands_the_caller_back_to_the_agent_who_says_so() ->
 
 
 async def test_nobody_answering_within_the_ring_timeout_returns_the_caller_after_hold_audio() -> None:
-    async with transfer_setup(warm_transfer_ring_timeout=4.0) as (fake, gateway, caller, person):
+    async with transfer_setup(warm_transfer_ring_timeout=4.0) as (fake, gateway, caller, person, _phone):
         session = await session_of(gateway)
         calls = person.ua.incoming_calls()
         loop = asyncio.get_running_loop()
@@ -246,7 +251,7 @@ async def test_a_warm_transfer_outside_the_allow_list_rings_nobody() -> None:
 
 
 async def test_a_caller_who_hangs_up_while_the_person_rings_releases_the_person_too() -> None:
-    async with transfer_setup() as (_fake, gateway, caller, person):
+    async with transfer_setup() as (_fake, gateway, caller, person, _phone):
         session = await session_of(gateway)
         calls = person.ua.incoming_calls()
         await caller.play(tone(0.6))
@@ -262,3 +267,63 @@ async def test_a_caller_who_hangs_up_while_the_person_rings_releases_the_person_
         assert session.transfer is None
     assert steps(gateway) == ["hold", "dialling", "ringing"]
     assert gateway.summaries[0].end_reason == "bye"
+
+
+REPLACES = (("Supported", "replaces"),)
+
+
+async def test_with_replaces_on_both_sides_the_caller_calls_the_person_and_the_gateway_leaves() -> None:
+    """RFC 3891 end to end: the test plays each phone's application (the transferee dials with Replaces, the
+    target swaps dialogs) on top of the SipPhones' SIP stacks; the gateway refers, then drops out."""
+    async with transfer_setup(caller_headers=REPLACES) as (fake, gateway, caller, person, phone):
+        session = await session_of(gateway)
+        caller.transfer_status = 100  # the REFER is accepted; its outcome is reported below, once known
+        loop = asyncio.get_running_loop()
+        await caller.play(tone(0.6))
+        desk = await person.answer_next(timeout=10, headers=REPLACES)
+        await desk.wait_for(lambda c: c.first_audio_time() is not None, timeout=10)  # the briefing
+        await caller.wait_for(lambda c: bool(c.transfer_requests), timeout=20)
+        # The transferee: INVITE the Refer-To's URI with its Replaces header (RFC 3891 §3, RFC 5589 §7).
+        (refer_to,) = caller.transfer_requests
+        uri = parse_uri(refer_to)
+        assert isinstance(uri, SipUri)
+        replaces = replaces_of(uri)
+        assert replaces is not None
+        calling = asyncio.ensure_future(
+            phone.call(str(uri.with_headers(())), headers=[("Replaces", str(replaces))])
+        )
+        # The target: the INVITE names its dialog with the gateway; it answers and ends that dialog.
+        direct = await person.answer_next(timeout=10)
+        dialog = desk.call.dialog
+        assert dialog is not None
+        assert (replaces.call_id, replaces.to_tag, replaces.from_tag) == (
+            dialog.call_id, dialog.local_tag, dialog.remote_tag,
+        )  # fmt: skip
+        header = (
+            direct.call.request.headers.get("Replaces") if isinstance(direct.call, IncomingCall) else None
+        )
+        assert header is not None and ReplacesId.parse(header) == replaces
+        await desk.hangup()
+        new_call = await asyncio.wait_for(calling, 10)
+        await caller.call.notify_transfer(200)  # the transfer worked: the gateway leaves (RFC 5589 §7)
+        ended = await asyncio.wait_for(caller.wait_ended(), 10)
+        assert ended.by == "remote"
+        await finished(gateway)
+        await ports_released(gateway)
+        # Caller and person talk directly now, without the gateway.
+        since = loop.time()
+        new_call.play_nowait(tone(1.5, 1000.0))
+        await heard(direct, 1000.0, since)
+        since = loop.time()
+        direct.play_nowait(tone(1.5, 600.0))
+        await heard(new_call, 600.0, since)
+        await new_call.hangup()
+        await asyncio.wait_for(direct.wait_ended(), 10)
+    summary = gateway.summaries[0]
+    assert steps(gateway) == [
+        "hold", "dialling", "ringing", "answered", "briefing", "briefed", "referred", "replaced",
+    ]  # fmt: skip
+    assert summary.end_reason == "transferred"
+    assert summary.tool_calls[0].result == {"ok": True, "connected": "replaces"}
+    assert all(connection.closed for connection in fake.connections)
+    assert session.transfer is None
