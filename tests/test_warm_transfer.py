@@ -119,7 +119,9 @@ async def test_a_warm_transfer_outside_the_allow_list_is_refused_before_anyone_i
 async def test_the_summary_for_the_person_is_capped_and_stripped_of_control_characters() -> None:
     session = SimpleNamespace(media=SimpleNamespace(on_played=None), call=SimpleNamespace(call_id="c1"))
     target = parse_uri("sip:desk@example.com")
-    transfer = WarmTransfer(cast(CallSession, session), cast(Any, None), target, "a\x1b[2J\n" * 5000)
+    transfer = WarmTransfer(
+        cast(CallSession, session), cast(Any, None), target, "a\x1b[2J\n" * 5000, allows=lambda _: False
+    )
     assert len(transfer.summary) == MAX_SUMMARY_CHARS
     assert "\x1b" not in transfer.summary and "\n" not in transfer.summary
 

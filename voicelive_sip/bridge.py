@@ -212,7 +212,8 @@ class BuiltinTools:
             return {"ok": False, "reason": "a warm transfer is not possible on this call"}
         session._log.info("call.warm_transfer", target=str(uri))
         # The URI that was checked is the one dialled, never the text re-resolved.
-        return await WarmTransfer(session, self.transfer_context, uri, summary).run()
+        allows = functools.partial(allowed, patterns=self.patterns, server=self.server)
+        return await WarmTransfer(session, self.transfer_context, uri, summary, allows=allows).run()
 
     def _allowed_target(self, session: CallSession, target: str) -> tuple[Uri | None, dict[str, Any]]:
         """The target as a URI if the allow-list allows it, else None and the refusal the model gets."""

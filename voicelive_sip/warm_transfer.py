@@ -13,6 +13,7 @@ import contextlib
 import functools
 import re
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,10 +126,19 @@ def _clean(text: str, limit: int) -> str:
 class WarmTransfer:
     """One warm transfer of `session`'s caller to `target` (already checked against the allow-list)."""
 
-    def __init__(self, session: CallSession, context: TransferContext, target: Uri, summary: str) -> None:
+    def __init__(
+        self,
+        session: CallSession,
+        context: TransferContext,
+        target: Uri,
+        summary: str,
+        *,
+        allows: Callable[[Uri], bool],
+    ) -> None:
         self.session = session
         self.context = context
         self.target = target
+        self.allows = allows  # the transfer allow-list: what the caller may be sent to call
         self.summary = _clean(summary, MAX_SUMMARY_CHARS)
         self.person: OutgoingCall | None = None
         self.rtp: RtpSession | None = None
@@ -310,9 +320,15 @@ class WarmTransfer:
         dialog = person.dialog
         assert dialog is not None and isinstance(dialog.remote_target, SipUri) and dialog.remote_tag
         started = self._loop.time()
-        refer_to = refer_to_with_replaces(
-            dialog.remote_target, ReplacesId(dialog.call_id, dialog.remote_tag, dialog.local_tag)
-        )
+        # The person's Contact reaches their device directly, but it is theirs to choose: the caller (a PBX
+        # trunk that pays for the call) is sent there only if the allow-list allows it too; otherwise to the
+        # target that was checked and dialled, where a proxy routes the INVITE with Replaces to the person.
+        contact = dialog.remote_target
+        where = contact if self.allows(contact) else self.target
+        if not isinstance(where, SipUri):
+            return False
+        replaces = ReplacesId(dialog.call_id, dialog.remote_tag, dialog.local_tag)
+        refer_to = refer_to_with_replaces(where, replaces)
         self._step("referred", str(refer_to))
         try:
             status = await self.session.call.refer(str(refer_to))

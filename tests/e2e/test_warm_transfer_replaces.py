@@ -58,7 +58,8 @@ async def test_a_caller_that_supports_replaces_is_referred_to_the_persons_dialog
         "hold", "dialling", "ringing", "answered", "briefing", "briefed", "referred", "replaced",
     ]  # fmt: skip
     assert summary.end_reason == "transferred"
-    # The Refer-To: the person's Contact, and Replaces naming our dialog with the person from their side.
+    # The Refer-To: the target that was dialled (the person's Contact, phone-7, is not on the allow-list), and
+    # Replaces naming our dialog with the person from their side.
     (refer,) = {m.header("Refer-To") for m in caller.received("REFER")}
     assert refer is not None
     refer_to = parse_uri(refer.strip().strip("<>"))
