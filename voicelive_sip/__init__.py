@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         SessionFinished,
         ToolCalled,
         TranscriptLine,
+        TransferStep,
         TurnLatency,
     )
     from .codecs.names import Codec
@@ -63,6 +64,7 @@ _EXPORTS = {
     "StartupError": ".config",
     "ToolCalled": ".call_events",
     "TurnLatency": ".call_events",
+    "TransferStep": ".call_events",
     "TranscriptLine": ".call_events",
     "Call": ".aio",
     "CallEnded": ".aio",
@@ -145,6 +147,7 @@ __all__ = [
     "Tool",
     "ToolCalled",
     "TranscriptLine",
+    "TransferStep",
     "TurnLatency",
     "UserAgent",
     "UserAgentOptions",

@@ -41,6 +41,7 @@ from .call_events import (
     SessionFinished,
     ToolCalled,
     TranscriptLine,
+    TransferStep,
     TurnLatency,
 )
 from .codecs.names import Codec
@@ -73,12 +74,14 @@ from .voicelive import (
     VoiceLiveSession,
 )
 from .voicelive.tools import CallInfo, Tool, ToolRunner
+from .warm_transfer import TransferContext, WarmTransfer
 from .webrtc.signalling import BrowserCall
 
 log = get_logger("voicelive_sip.bridge")
 
 HANG_UP = "hang_up"
 TRANSFER = "transfer_call"
+WARM_TRANSFER = "warm_transfer"
 SEND_DTMF = "send_dtmf"
 # Keys the agent presses: 100 ms tones 100 ms apart (RFC 4733 end packets take 40 ms of that gap), well inside
 # what ITU-T Q.24 receivers accept (40 ms tone, 40 ms pause) and what IVRs expect of a fast human.
@@ -101,7 +104,7 @@ VOICEMAIL_INSTRUCTIONS = "An answering machine is recording; no person is listen
 
 
 class BuiltinTools:
-    """The built-in `hang_up`, `transfer_call` and `send_dtmf` tools a deployment enabled, as `Tool`s.
+    """The built-in `hang_up`, `transfer_call`, `warm_transfer` and `send_dtmf` tools a deployment enabled.
 
     Their schemas and argument parsing come from `Tool` like any application tool; they act on the call of
     the `CallSession` they are bound to (`bind`), which happens once the call is set up.
@@ -113,6 +116,8 @@ class BuiltinTools:
         self.server = server
         self.patterns = [TargetPattern.parse(text) for text in gateway.transfer_allowed]
         self._session: CallSession | None = None
+        # How a warm transfer dials the person: set by the gateway (its user agent, ports, clock).
+        self.transfer_context: TransferContext | None = None
         tools: list[Tool[..., Any]] = []
         if gateway.hang_up_tool:
             tools.append(
@@ -130,6 +135,18 @@ class BuiltinTools:
             # Not GATEWAY_TOOL_TIMEOUT: the REFER waits up to 32 s for the NOTIFY with the final status.
             tools.append(
                 Tool(self.transfer_call, name=TRANSFER, description=description, timeout=TRANSFER_TIMEOUT)
+            )
+        if gateway.warm_transfer_tool:
+            allowed = ", ".join(gateway.transfer_allowed)
+            description = (
+                "Warm transfer: put the caller on hold, call a person, brief them with your summary, then "
+                "connect the caller with them. If the person does not answer you get the caller back."
+                + (f" Allowed targets: {allowed}." if allowed else "")
+            )
+            # Ringing, the briefing and a REFER's NOTIFY (32 s) one after another.
+            timeout = gateway.warm_transfer_ring_timeout + gateway.warm_transfer_briefing_max_s + 45.0
+            tools.append(
+                Tool(self.warm_transfer, name=WARM_TRANSFER, description=description, timeout=timeout)
             )
         if gateway.send_dtmf_tool:
             description = (
@@ -165,18 +182,9 @@ class BuiltinTools:
             target: Number or SIP URI to transfer to.
         """
         session = self._bound()
-        target = target.strip()
-        if not self.patterns:
-            # Deny by default: a transfer is a call the gateway's owner pays for (toll fraud).
-            session._log.warning("call.transfer_refused", target=target, reason="not_configured")
-            return {"ok": False, "reason": "transfers are not configured on this line"}
-        try:
-            uri: Uri | None = target_uri(target, self.server)
-        except (SipParseError, LocalProtocolError):
-            uri = None
-        if uri is None or not allowed(uri, self.patterns, server=self.server):
-            session._log.warning("call.transfer_refused", target=target, reason="not_allowed")
-            return {"ok": False, "reason": f"transfer to {target or '(none)'} is not allowed"}
+        uri, refusal = self._allowed_target(session, target)
+        if uri is None:
+            return refusal
         session._log.info("call.transfer", target=str(uri))
         try:
             # The URI that was checked is the one sent, never the text re-resolved.
@@ -188,6 +196,40 @@ class BuiltinTools:
             session._ending = "transferred"
             return {"ok": True}
         return {"ok": False, "status": status, "reason": "the transfer did not go through"}
+
+    async def warm_transfer(self, target: str, summary: str) -> dict[str, Any]:
+        """Warm transfer to a person on an allowed target; returns once connected or handed back.
+
+        Args:
+            target: Number or SIP URI of the person to connect the caller with.
+            summary: Two or three sentences for the person: who is calling and what they need.
+        """
+        session = self._bound()
+        uri, refusal = self._allowed_target(session, target)
+        if uri is None:
+            return refusal
+        if self.transfer_context is None or session.transfer is not None:
+            return {"ok": False, "reason": "a warm transfer is not possible on this call"}
+        session._log.info("call.warm_transfer", target=str(uri))
+        # The URI that was checked is the one dialled, never the text re-resolved.
+        allows = functools.partial(allowed, patterns=self.patterns, server=self.server)
+        return await WarmTransfer(session, self.transfer_context, uri, summary, allows=allows).run()
+
+    def _allowed_target(self, session: CallSession, target: str) -> tuple[Uri | None, dict[str, Any]]:
+        """The target as a URI if the allow-list allows it, else None and the refusal the model gets."""
+        target = target.strip()
+        if not self.patterns:
+            # Deny by default: a transfer is a call the gateway's owner pays for (toll fraud).
+            session._log.warning("call.transfer_refused", target=target[:200], reason="not_configured")
+            return None, {"ok": False, "reason": "transfers are not configured on this line"}
+        try:
+            uri: Uri | None = target_uri(target, self.server)
+        except (SipParseError, LocalProtocolError):
+            uri = None
+        if uri is None or not allowed(uri, self.patterns, server=self.server):
+            session._log.warning("call.transfer_refused", target=target[:200], reason="not_allowed")
+            return None, {"ok": False, "reason": f"transfer to {target[:200] or '(none)'} is not allowed"}
+        return uri, {}
 
     async def send_dtmf(self, digits: str) -> dict[str, Any]:
         """Press keys: RFC 4733 telephone-events, or SIP INFO when the peer negotiated no telephone-event.
@@ -281,6 +323,7 @@ class CallSummary:
     r_factor: float | None = None
     quality_received: DirectionQuality | None = None
     quality_sent: DirectionQuality | None = None
+    transfer_steps: list[TransferStep] = field(default_factory=list)  # a warm transfer's steps, in order
 
 
 class CallSession:
@@ -348,6 +391,9 @@ class CallSession:
         self._amd_wake = asyncio.Event()
         self._voicemail_limit: asyncio.TimerHandle | None = None
         self.tracer_provider: Any = None  # OpenTelemetry: None for the global provider (set before `run`)
+        self.held = False  # a warm transfer holds the caller: their audio does not reach Voice Live
+        self.transfer: WarmTransfer | None = None  # a warm transfer that joined the caller with a person
+        self._released = False  # Voice Live closed on purpose while the call goes on (a bridged transfer)
         self._turns = TurnTimer()
         self._trace: CallTrace | None = None
         self.media.on_played = self._played
@@ -668,6 +714,8 @@ class CallSession:
             self._amd_wake.set()
             if self._amd.caller_frame(payload, now):
                 return
+        if self.held:
+            return
         # Written to the WebSocket now, or kept in order in the session's one outage backlog (bounded).
         if self.voicelive.queue_audio(payload) and self.metrics is not None:
             self.metrics.latency("uplink", self._loop.time() - now)
@@ -713,6 +761,8 @@ class CallSession:
                 if self.metrics is not None and event.code != "response_cancel_not_active":
                     self.metrics.voicelive_error(event.code or event.type)
             elif isinstance(event, Closed):
+                if self._released:
+                    return  # the call goes on without Voice Live (a bridged warm transfer)
                 if event.error is not None:
                     # Voice Live failed for good: play nothing stale, say why, end the call.
                     self.media.clear()
@@ -728,8 +778,9 @@ class CallSession:
         media = self.media
         if event.item_id in self._interrupted:
             return  # a reply the caller already cut off: stale audio never plays
-        if self._amd is not None and self._amd.mutes_agent:
-            return  # AMD listens, or a machine's greeting still plays: the callee hears nothing of the model
+        if self.held or (self._amd is not None and self._amd.mutes_agent):
+            # On hold (warm transfer), or AMD listens or a machine's greeting plays: nobody hears the model.
+            return
         deltas, received, first = self._agent_item(event.item_id)
         self._agent_items[event.item_id] = (deltas, received + len(event.audio), first)
         self._turns.audio_received(event.received_at or self._loop.time())
@@ -836,6 +887,11 @@ class CallSession:
                 self._log.warning("media.timeout", idle_s=event.idle, on_hold=event.on_hold)
                 self.summary.end_reason = "hold-timeout" if event.on_hold else "media-timeout"
                 await self._end_call()
+
+    async def release_voicelive(self) -> None:
+        """Close the Voice Live session while the call goes on (no model cost while two people talk)."""
+        self._released = True
+        await self.voicelive.close()
 
     async def _end_call(self) -> None:
         """Hang up from our side; the call is over for us either way: a failed BYE is logged, not raised."""
@@ -1057,6 +1113,8 @@ class CallSession:
             await self._end_call()
         self._tasks.cancel()
         await self.voicelive.close()
+        if self.transfer is not None:
+            await self.transfer.close()
         stats = self.media.stats
         self.media.close()
         s = self.summary

@@ -13,6 +13,7 @@ __all__ = [
     "SessionFinished",
     "ToolCalled",
     "TranscriptLine",
+    "TransferStep",
     "TurnLatency",
 ]
 
@@ -103,4 +104,20 @@ class AmdOutcome:
     message_at_ms: int | None = None  # when the message was requested from the model
 
 
-SessionEvent = TranscriptLine | ToolCalled | BargedIn | AmdDetected | TurnLatency | SessionFinished
+@dataclass(frozen=True, slots=True)
+class TransferStep:
+    """One step of a warm transfer (`CallSummary.transfer_steps` keeps them): seconds after the answer.
+
+    `step`: hold, dialling, ringing, answered, no_answer, briefing, briefed, referred, replaced, bridged,
+    resumed or ended; `detail`: a SIP status, a reason or how the parties were connected.
+    """
+
+    step: str
+    at: float
+    target: str
+    detail: str | None = None
+
+
+SessionEvent = (
+    TranscriptLine | ToolCalled | BargedIn | AmdDetected | TurnLatency | TransferStep | SessionFinished
+)

@@ -682,6 +682,28 @@ class GatewaySettings(SettingsGroup):
         "sip:desk@pbx.example.com, sip:*@pbx.example.com (any user there), 1000 (a number at SIP_SERVER), "
         "+4930XXXX (X: one digit); empty allows none.",
     )
+    warm_transfer_tool: bool = Field(
+        default=False,
+        description="Offer the model a warm_transfer(target, summary) tool: the caller hears hold audio, the "
+        "person (a GATEWAY_TRANSFER_ALLOWED target) is rung and briefed, then the two are connected.",
+    )
+    hold_audio: str | None = Field(
+        default=None,
+        description="WAV file (mono, 16-bit PCM, any rate) the caller hears, looped, while a warm transfer "
+        "rings and briefs the person; empty: a soft tone every two seconds.",
+    )
+    warm_transfer_ring_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="How long a warm transfer rings the person before it gives up (s).",
+    )
+    warm_transfer_briefing_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="Longest briefing the person hears before the caller joins (s).",
+    )
     outbound_allowed: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=AliasChoices("GATEWAY_OUTBOUND_ALLOWED", "OUTBOUND_ALLOW"),

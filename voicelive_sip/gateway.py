@@ -38,6 +38,7 @@ from .targets import TargetPattern, allowed
 from .voicelive.connection import VoiceLiveSession
 from .voicelive.health import ServiceHealth
 from .voicelive.tools import Tool
+from .warm_transfer import TransferContext, hold_audio_problems
 from .webhooks import CallContext, WebhookSender, summary_data
 
 log = get_logger("voicelive_sip.gateway")
@@ -122,6 +123,7 @@ class Gateway:
         """
         problems = voicelive_problems(self.settings.voicelive, credential=self.credential)
         problems += _recording_dir_problems(self.settings.gateway.recording_dir)
+        problems += hold_audio_problems(self.settings.gateway.hold_audio)
         try:
             self._use_profiles(self._read_profiles())
         except ProfileError as error:
@@ -420,7 +422,15 @@ class Gateway:
             display_name=display_name,
         )
         session.metadata = dict(metadata)
+        session.builtins.transfer_context = self._transfer_context()
         return session
+
+    def _transfer_context(self) -> TransferContext:
+        """How a call's warm transfer dials the person: through this gateway's user agent, ports and clock."""
+        sip = self.settings.sip
+        return TransferContext(
+            self.ua, self.pool, self.clock, self.settings.media, tuple(sip.allow_from), self.credential
+        )
 
     async def _accept(self) -> None:
         async for call in self.ua.incoming_calls():
@@ -475,6 +485,7 @@ class Gateway:
                 )
             return
         self._voicelive_outcome(None)  # the session is up: Voice Live answered
+        session.builtins.transfer_context = self._transfer_context()
         session.summary.profile = routed.name if routed is not None else None
         await self._run(session)
 
@@ -505,7 +516,9 @@ class Gateway:
 
     async def carry(self, session: CallSession) -> None:
         """Run a call set up another way than by the user agent (a browser call) like one of ours: counted,
-        watched (`next_call`, hooks, webhooks, metrics), drained and stopped with the others."""
+        watched (`next_call`, hooks, webhooks, metrics), drained and stopped with the others; its warm
+        transfers dial through this gateway's user agent."""
+        session.builtins.transfer_context = self._transfer_context()
         await self._run(session)
 
     def voicelive_outcome(self, error: VoiceLiveError | None) -> None:

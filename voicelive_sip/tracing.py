@@ -110,6 +110,21 @@ class CallTrace:
             span.set_attribute("error.type", error_type)
             span.set_status(trace.Status(trace.StatusCode.ERROR))
 
+    def step(
+        self, name: str, start: float, end: float, attributes: Attributes, *, error: str | None = None
+    ) -> None:
+        """A finished step (a warm transfer's hold, dial, briefing, connect): a child of the current span
+        (the tool that runs it), or of the call span."""
+        if self._call is None or trace is None:
+            return
+        current = trace.get_current_span()
+        parent = current if current.get_span_context().is_valid else self._call
+        span = self._child(name, parent, start, attributes)
+        if error is not None:
+            span.set_attribute("error.type", error)
+            span.set_status(trace.Status(trace.StatusCode.ERROR))
+        span.end(end_time=self._ns(end))
+
     @staticmethod
     def context_headers() -> dict[str, str]:
         """W3C trace context (`traceparent`, ...) of the current span, for a tool that calls out over HTTP."""

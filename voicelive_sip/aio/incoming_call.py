@@ -74,8 +74,12 @@ class IncomingCall(Call):
         rtp_address: str | None = None,
         codecs: Sequence[str] | None = None,
         direction: str = "sendrecv",
+        headers: Iterable[tuple[str, str]] = (),
     ) -> NegotiatedMedia | None:
-        """Send 200 with our SDP and wait for the ACK. Raises `CallFailed` (488, 487 cancelled, no ACK)."""
+        """Send 200 with our SDP and wait for the ACK. Raises `CallFailed` (488, 487 cancelled, no ACK).
+
+        `headers` go into the 200 as well (e.g. `("Supported", "replaces")` from an application that handles
+        an INVITE with Replaces itself)."""
         if self.ended:
             ended = self._ended.result()
             raise CallFailed(ended.status_code or 487, ended.reason)
@@ -109,14 +113,15 @@ class IncomingCall(Call):
             self.request, default_interval=options.session_expires, now=self._endpoint.now()
         )
         self.session_timer = timer
-        headers: list[tuple[str, object]] = [
+        ok_headers: list[tuple[str, object]] = [
             ("Contact", self._endpoint.contact(self.transport, peer=self.source[0])),
             ("Allow", ALLOW),
             ("Supported", SUPPORTED),
             *timer_headers,
+            *headers,
             ("Content-Type", "application/sdp"),
         ]
-        self._respond(200, headers=headers, body=self.local_sdp.serialize())
+        self._respond(200, headers=ok_headers, body=self.local_sdp.serialize())
         self._move(CallState.EARLY)
         ack = await asyncio.shield(self._ack)
         if self.offer is None and ack.method == "ACK" and ack.body:

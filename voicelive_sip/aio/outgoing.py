@@ -14,6 +14,7 @@ from ..sip.call_state import CallState
 from ..sip.dialog import Dialog, new_tag
 from ..sip.headers import NameAddress
 from ..sip.message import Request, Response
+from ..sip.replaces import supports_replaces
 from ..sip.session_timer import SessionTimer
 from ..sip.transaction_events import Address, StrayResponse
 from ..sip.uac import cancel_for, new_request
@@ -216,6 +217,7 @@ class OutgoingCalls:
             await call._bye("failed")
             raise CallFailed(488, f"unusable SDP answer: {error}") from error
         timer = SessionTimer.for_uac(response, now=self.endpoint.now())
+        call.remote_supports_replaces = supports_replaces(response)
         call._established(media, timer, "UPDATE" in allow_of(response))
         if state.cancel_requested:
             # Our CANCEL crossed the 2xx (RFC 3261 §9.1): the call was answered after all, so end it with BYE.

@@ -38,6 +38,7 @@ class OutgoingCall(Call):
         self._answered: asyncio.Future[NegotiatedMedia | None] = asyncio.get_running_loop().create_future()
         self._cancel: Callable[[], None] | None = None  # set by the INVITE driver while it can be cancelled
         self.task: asyncio.Task[None] | None = None
+        self.remote_supports_replaces = False  # its 2xx said Supported: replaces (RFC 3891 attended transfer)
 
     async def answered(self) -> NegotiatedMedia | None:
         """Wait until the callee answers; raises `CallFailed` if it does not."""

@@ -619,12 +619,20 @@ class SipPhone:
         warnings.warn("SipPhone.dial() is now SipPhone.call()", DeprecationWarning, stacklevel=2)
         return await self.call(target, timeout=timeout)
 
-    async def call(self, target: str, *, timeout: float | None = None) -> PhoneCall:
-        """Call `target` (a SIP URI) and return the call once answered; raises `CallFailed` otherwise."""
+    async def call(
+        self, target: str, *, timeout: float | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> PhoneCall:
+        """Call `target` (a SIP URI) and return the call once answered; raises `CallFailed` otherwise.
+
+        `headers` go into the INVITE (e.g. `Supported: replaces`, or `Replaces` itself)."""
         rtp = await self._open_rtp()
         try:
             call = await self.ua.call(
-                target, rtp_port=rtp.local_port, rtp_address=self.pool.address, timeout=timeout
+                target,
+                rtp_port=rtp.local_port,
+                rtp_address=self.pool.address,
+                timeout=timeout,
+                headers=headers,
             )
         except BaseException:
             rtp.close()
@@ -632,8 +640,11 @@ class SipPhone:
         log.info("phone.call_connected", call_id=call.call_id, target=target, rtp_port=rtp.local_port)
         return self._adopt(call, rtp)
 
-    async def answer_next(self, timeout: float = 10.0) -> PhoneCall:
-        """Wait for the next incoming call (TimeoutError after `timeout`), ring, and answer it."""
+    async def answer_next(
+        self, timeout: float = 10.0, *, headers: Iterable[tuple[str, str]] = ()
+    ) -> PhoneCall:
+        """Wait for the next incoming call (TimeoutError after `timeout`), ring, and answer it (with `headers`
+        in the 200)."""
         incoming_calls = self.ua.incoming_calls()
         try:
             async with asyncio.timeout(timeout):
@@ -643,7 +654,7 @@ class SipPhone:
         rtp = await self._open_rtp()
         try:
             await incoming.ring()
-            await incoming.answer(rtp_port=rtp.local_port, rtp_address=self.pool.address)
+            await incoming.answer(rtp_port=rtp.local_port, rtp_address=self.pool.address, headers=headers)
         except BaseException:
             rtp.close()
             raise
