@@ -103,6 +103,9 @@ VOICEMAIL_TEXT = (
 VOICEMAIL_INSTRUCTIONS = "An answering machine is recording; no person is listening. {text}"
 
 
+MAX_WARM_TRANSFERS = 3  # warm transfer attempts per call
+
+
 class BuiltinTools:
     """The built-in `hang_up`, `transfer_call`, `warm_transfer` and `send_dtmf` tools a deployment enabled.
 
@@ -118,6 +121,7 @@ class BuiltinTools:
         self._session: CallSession | None = None
         # How a warm transfer dials the person: set by the gateway (its user agent, ports, clock).
         self.transfer_context: TransferContext | None = None
+        self._warm_attempts = 0
         tools: list[Tool[..., Any]] = []
         if gateway.hang_up_tool:
             tools.append(
@@ -210,6 +214,11 @@ class BuiltinTools:
             return refusal
         if self.transfer_context is None or session.transfer is not None:
             return {"ok": False, "reason": "a warm transfer is not possible on this call"}
+        if self._warm_attempts >= MAX_WARM_TRANSFERS:
+            # A model retrying in a loop must not ring someone (and bill the line) again and again.
+            session._log.warning("call.transfer_refused", target=str(uri), reason="too_many_attempts")
+            return {"ok": False, "reason": "no more transfer attempts on this call: tell the caller"}
+        self._warm_attempts += 1
         session._log.info("call.warm_transfer", target=str(uri))
         # The URI that was checked is the one dialled, never the text re-resolved.
         allows = functools.partial(allowed, patterns=self.patterns, server=self.server)

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import re
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +106,15 @@ def _read_hold_file(path: str) -> npt.NDArray[np.int16]:
     if not len(pcm):
         raise ValueError("no audio in it")
     return pcm
+
+
+def _offer(caller: Codec, ours: Sequence[Codec | str]) -> list[Codec]:
+    codecs = [caller] if caller.on_sip else []
+    for name in ours:
+        codec = Codec.parse(str(name))
+        if codec not in codecs:
+            codecs.append(codec)
+    return codecs
 
 
 def leg_audio(pcm: npt.NDArray[np.int16], codec: Codec) -> bytes:
@@ -251,9 +260,9 @@ class WarmTransfer:
             str(self.target),
             rtp_port=rtp.local_port,
             rtp_address=media.public_address or media.address,
-            # The caller's codec, so the bridge passes audio through untouched; a browser's Opus is no SIP
-            # codec: then ours, and the bridge converts.
-            codecs=[session.media.codec if session.media.codec.on_sip else Codec.parse(str(media.codecs[0]))],
+            # The caller's codec first, so the bridge can pass audio through untouched; then ours (and for a
+            # browser's Opus, no SIP codec, only ours): whatever the person takes, the bridge converts.
+            codecs=_offer(session.media.codec, media.codecs),
             timeout=session.gateway.warm_transfer_ring_timeout,
         )
         self._step("dialling")

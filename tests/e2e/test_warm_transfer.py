@@ -4,6 +4,7 @@ SipPhone as the person who is rung, briefed and connected (or does not answer)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -327,3 +328,32 @@ async def test_with_replaces_on_both_sides_the_caller_calls_the_person_and_the_g
     assert summary.tool_calls[0].result == {"ok": True, "connected": "replaces"}
     assert all(connection.closed for connection in fake.connections)
     assert session.transfer is None
+
+
+async def test_a_model_retrying_in_a_loop_rings_the_person_three_times_at_most() -> None:
+    async with SipPhone(media_port=media_port(), user="desk") as person:
+        # No follow-up: after each failed transfer the fake's next reply is the same tool call again.
+        retrying = FakeReply(
+            tool_call=FakeToolCall("warm_transfer", json.dumps({"target": person.uri, "summary": SUMMARY}))
+        )
+        options = {"warm_transfer_tool": True, "transfer_allowed": [person.uri]}
+        async with bridge({"replies": [retrying], "greeting": "Hi."}, options) as (fake, gateway, phone):
+            caller = await phone.call(target(gateway))
+            await caller.wait_for(lambda c: c.first_audio_time() is not None, timeout=5)
+            calls = person.ua.incoming_calls()
+            await caller.play(tone(0.6))
+            rung = 0
+            while rung < 3:
+                incoming = await asyncio.wait_for(anext(calls), 10)
+                await incoming.reject(486)
+                rung += 1
+            await fake.wait_for(lambda f: len(f.function_outputs) >= 5, timeout=10)
+            with contextlib.suppress(TimeoutError):  # nobody else is rung, however often the model asks
+                await asyncio.wait_for(anext(calls), 1.0)
+                raise AssertionError("the person was rung a fourth time")
+            await calls.aclose()
+            await caller.hangup()
+            await finished(gateway)
+    outputs = [json.loads(o["output"]) for o in fake.function_outputs]
+    assert [o.get("status") for o in outputs[:3]] == [486, 486, 486]
+    assert all(o["ok"] is False and "no more transfer attempts" in o["reason"] for o in outputs[3:])

@@ -49,13 +49,15 @@ async def browser_gateway(
     token: str | None = None,
     max_calls: int = 100,
     tools: Sequence[Tool[Any, Any]] = (),
+    gateway_settings: GatewaySettings | None = None,
 ) -> AsyncIterator[tuple[FakeVoiceLive, Gateway, ObservabilityServer]]:
     async with FakeVoiceLive(**{"pace": 1.0, **(fake_options or {})}) as fake:
         settings = Settings(
             sip=SipSettings(port=0, local_address="127.0.0.1", max_calls=max_calls),
             media=MediaSettings(address="127.0.0.1", port=26000 + (next(_ports) % 20) * 100, port_count=100),
             voicelive=fake.settings(proactive_greeting_enabled=True),
-            gateway=GatewaySettings(recording_dir=str(tmp_path) if tmp_path is not None else None),
+            gateway=gateway_settings
+            or GatewaySettings(recording_dir=str(tmp_path) if tmp_path is not None else None),
             webrtc=WebRtcSettings(enabled=True, ice_addresses=["127.0.0.1"], **(webrtc or {})),
         )
         async with Gateway(settings, tools=tools) as gateway:
