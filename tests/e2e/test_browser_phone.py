@@ -215,7 +215,10 @@ async def test_a_browser_calls_the_agent_talks_over_it_and_hangs_up(
     assert heard_chars / 2 <= len(greeting["text"]) <= heard_chars * 2, (greeting, barge_in)
     await wait_for(page, "window.phone.events.some(e => e.type === 'turn')")
     await wait_for(page, "document.querySelectorAll('#transcript .line').length >= 3")
-    screenshot = tmp_path / "browser-phone.png"
+    # The test's artifact: in `test-artifacts/` (VOICELIVE_SIP_ARTIFACTS elsewhere), kept after the run.
+    artifacts = Path(os.environ.get("VOICELIVE_SIP_ARTIFACTS", REPO / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    screenshot = artifacts / "browser-phone.png"
     await page.screenshot(path=str(screenshot))
     if os.environ.get(UPDATE_SCREENSHOT) == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
