@@ -46,7 +46,7 @@ async def test_a_browser_caller_is_briefed_over_to_a_sip_phone_and_they_hear_eac
                 try:
                     desk = await person.answer_next(timeout=15)
                 except TimeoutError:
-                    raise AssertionError(f"not rung: {session.summary.tool_calls} {fake.received_types[-30:]}") from None
+                    raise AssertionError(f"the person was not rung: {session.summary.tool_calls}") from None
                 await desk.wait_for(lambda c: c.first_audio_time() is not None, timeout=10)  # the briefing
                 await session.wait_for(TransferStep, lambda s: s.step == "bridged", timeout=25)
                 loop = asyncio.get_running_loop()
