@@ -485,10 +485,18 @@ class CallerMedia:
     """
 
     def __init__(
-        self, port: int, arrivals: Arrivals, cycle: list[bytes], srtp: CallerSrtp | None = None
+        self,
+        port: int,
+        arrivals: Arrivals,
+        cycle: list[bytes],
+        srtp: CallerSrtp | None = None,
+        silence: bytes | None = SILENCE_PCMU,
     ) -> None:
         self.next_port = port
         self.arrivals = arrivals
+        # The gateway's fill frame, to tell agent audio from it; None (G.722: every encoded frame differs):
+        # every packet counts as audio, so the gap criterion sees missing packets only.
+        self.silence = silence
         self.srtp = srtp
         self.cycle = cycle  # one payload per 20 ms frame of the talk/silence cycle
         self.phases: list[list[list[Any]]] = [[] for _ in range(SEND_PHASES)]
@@ -601,7 +609,7 @@ class CallerMedia:
 
     def _receive(self, sock: socket.socket, inbound: list[pylibsrtp.Session | None] | None) -> None:
         arrivals, recvmsg, clock_ns = self.arrivals, sock.recvmsg, time.monotonic_ns
-        unpack, stamp, silence = RTP_HEADER.unpack_from, TIMESPEC.unpack_from, SILENCE_PCMU
+        unpack, stamp, silence = RTP_HEADER.unpack_from, TIMESPEC.unpack_from, self.silence
         for _ in range(RECEIVE_BATCH):  # bounded: the sender's next slot must not wait on a long backlog
             try:
                 data, ancillary, _, _ = recvmsg(2048, CMSG_SPACE)
@@ -733,6 +741,7 @@ def caller_process(
     loop: str,
     media_mode: MediaMode = "plain",
     suite: str = DEFAULT_SRTP_SUITE,
+    codec: str = "PCMU",
 ) -> None:
     pin(core)
     quiet_logs()
@@ -747,12 +756,22 @@ def caller_process(
     tone = g711.ulaw_encode(np.round(0.25 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16))
     talk = [tone[at : at + 160] for at in range(0, len(tone), 160)]
     cycle = talk + [SILENCE_PCMU] * (int(CYCLE_SECONDS * 50) - len(talk))
+    if codec == "G722":
+        # The same talk spurt and pause, G.722-encoded once (16 kHz PCM, 20 ms = 160 bytes), replayed.
+        from voicelive_sip.codecs.g722 import G722Encoder
+
+        wide = np.zeros(int(16000 * CYCLE_SECONDS), dtype="<i2")
+        spurt = np.arange(int(16000 * TALK_SECONDS)) / 16000
+        wide[: len(spurt)] = np.round(0.25 * 32767 * np.sin(2 * np.pi * 440.0 * spurt))
+        encoder, pcm = G722Encoder(), wide.tobytes()
+        cycle = [encoder.encode(pcm[at : at + 640]) for at in range(0, len(pcm), 640)]
 
     async def main() -> None:
         sip = SipSettings(local_address="127.0.0.1", port=0, transports=["udp"], max_calls=calls + 50)
-        media = MediaSettings(address="127.0.0.1", codecs=[Codec.PCMU], srtp=SRTP_POLICY[media_mode])
+        media = MediaSettings(address="127.0.0.1", codecs=[Codec.parse(codec)], srtp=SRTP_POLICY[media_mode])
         srtp = CallerSrtp(suite) if media_mode == "srtp" else None
-        rtp = CallerMedia(CALLER_MEDIA_PORT, arrivals, cycle, srtp)
+        fill = SILENCE_PCMU if codec == "PCMU" else None
+        rtp = CallerMedia(CALLER_MEDIA_PORT, arrivals, cycle, srtp, fill)
         loop = asyncio.get_running_loop()
         failures: list[str] = []
         up: list[OutgoingCall] = []
@@ -763,7 +782,7 @@ def caller_process(
             async with gate:
                 port, sock = rtp.open()
                 try:
-                    call = ua.dial(target, rtp_port=port, codecs=["PCMU"], timeout=20)
+                    call = ua.dial(target, rtp_port=port, codecs=[codec], timeout=20)
                     if srtp is not None and call.local_media is not None:
                         # The offer is built when the INVITE task first runs: one a=crypto line, of our suite.
                         call.local_media.offer_keys = (SdesKey.generate(suite),)
@@ -844,6 +863,7 @@ def caller_process(
             "caller_send_lateness_ms": percentiles(np.frombuffer(rtp.lateness_ms, dtype=np.float64)),
             "sender_failure": None if sender_failure is None else repr(sender_failure),
             "media": media_mode,
+            "codec": codec,
             "srtp": None if srtp is None else srtp.report(),
         }
         (workdir / "caller.json").write_text(json.dumps(result))
@@ -967,6 +987,7 @@ def run_step(
     generator_loop: str = "asyncio",
     media: MediaMode = "plain",
     srtp_suite: str = DEFAULT_SRTP_SUITE,
+    codec: str = "PCMU",
 ) -> dict[str, Any]:
     """One measurement: fresh fake, gateway and caller; returns the step's report."""
     speed_before = core_speed(gateway_core)
@@ -986,7 +1007,7 @@ def run_step(
             "caller",
             *("--target", f"sip:load@127.0.0.1:{sip_port}", "--calls", str(calls)),
             *("--seconds", str(seconds), "--loop", generator_loop),
-            *("--media", media, "--srtp-suite", srtp_suite),
+            *("--media", media, "--srtp-suite", srtp_suite, "--codec", codec),
             core=other_core,
         )
         timeout = calls / SETUP_RATE + WARMUP_SECONDS + 60
@@ -1209,6 +1230,12 @@ def main() -> None:
         help="the one suite the caller offers with --media srtp",
     )
     parser.add_argument(
+        "--codec",
+        choices=["PCMU", "G722"],
+        default="PCMU",
+        help="what the caller offers (the gateway prefers G.722 when offered): G.711 pass-through or G.722",
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=2,
@@ -1231,7 +1258,7 @@ def main() -> None:
     if args.role == "caller":
         caller_process(
             *(args.workdir, args.target, args.calls, args.seconds, args.core, args.loop),
-            *(args.media, args.srtp_suite),
+            *(args.media, args.srtp_suite, args.codec),
         )
         return
 
@@ -1257,6 +1284,7 @@ def main() -> None:
                     generator_loop=args.generator_loop,
                     media=mode,
                     srtp_suite=args.srtp_suite,
+                    codec=args.codec,
                 )
                 step["attempt"] = attempt + 1
                 runs[mode].append(step)
