@@ -295,6 +295,7 @@ async def test_the_phone_page_is_served() -> None:
     ):
         assert response.status == 200
         assert response.content_type == "text/html"
+        assert response.headers["Referrer-Policy"] == "no-referrer"  # a ?token= never leaks in a Referer
         page = await response.text()
     assert "/whip" in page
     # Nothing is fetched from anywhere else: no external script, style, image or font.

@@ -53,6 +53,8 @@ OFFER_READ_TIMEOUT = 10.0  # seconds for the offer's body to arrive
 MAX_OUTBOX = 64  # messages held for a page whose data channel is not open yet
 MAX_CHANNEL_MESSAGE = 1024  # what the page may send over the data channel (a key, a hang-up)
 NO_STORE = {"Cache-Control": "no-store"}
+# No Referer from the page (a ?token= may be in its URL); its type as sent.
+PAGE_HEADERS = {**NO_STORE, "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 
 # aioice gathers host candidates on every interface but loopback; WEBRTC_ICE_ADDRESSES narrows (or widens,
 # to 127.0.0.1) that set. aioice has no per-connection option, so the process's gateway decides for all.
@@ -167,7 +169,7 @@ class BrowserCalls:
 
     async def _page(self, request: web.Request) -> web.Response:
         html = resources.files(__package__).joinpath("phone.html").read_bytes()
-        return web.Response(body=html, content_type="text/html", charset="utf-8", headers=NO_STORE)
+        return web.Response(body=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
 
     async def _post(self, request: web.Request) -> web.Response:
         if request.content_type != "application/sdp":
