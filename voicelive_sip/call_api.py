@@ -25,7 +25,16 @@ from .config import StartupError
 from .dialer import Dialer, DialRequest, OutboundCall, Refused
 from .gateway import amd_policy
 
-__all__ = ["MAX_BODY_BYTES", "AmdRequest", "CallApi", "CallRequest", "is_loopback", "openapi"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "AmdRequest",
+    "CallApi",
+    "CallRequest",
+    "bearer_ok",
+    "is_loopback",
+    "openapi",
+    "require_token",
+]
 
 log = get_logger("voicelive_sip.call_api")
 
@@ -148,6 +157,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bearer_ok(request: web.Request, token: bytes | None) -> bool:
+    """Whether `request` has `Authorization: Bearer <token>` (constant-time compare); True without a token."""
+    if token is None:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+
+
+def require_token(host: str, token: bytes | None, what: str) -> None:
+    """HTTP_AUTH_TOKEN is required unless the server listens on loopback only: StartupError naming `what`."""
+    if token is None and not is_loopback(host):
+        raise StartupError(
+            [f"HTTP_AUTH_TOKEN: not set, and {what} {host}; set a token or METRICS_HOST=127.0.0.1"]
+        )
+
+
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     body = json.dumps({"error": code, "message": message}, separators=(",", ":"))
     return web.Response(
@@ -172,13 +197,7 @@ class CallApi:
 
     def check_bind(self, host: str) -> None:
         """A token is required unless the server listens on loopback only: StartupError otherwise."""
-        if self._token is None and not is_loopback(host):
-            raise StartupError(
-                [
-                    f"HTTP_AUTH_TOKEN: not set, and the call API (OUTBOUND_API_ENABLED) would listen on "
-                    f"{host}; set a token or METRICS_HOST=127.0.0.1"
-                ]
-            )
+        require_token(host, self._token, "the call API (OUTBOUND_API_ENABLED) would listen on")
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/calls", self._guarded(self._create))
@@ -189,16 +208,14 @@ class CallApi:
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if self._token is not None:
-                scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
-                    log.warning("security.call_api_unauthorized", remote=request.remote)
-                    return _error(
-                        401,
-                        "unauthorized",
-                        "a valid bearer token is required (Authorization: Bearer ...)",
-                        {"WWW-Authenticate": 'Bearer realm="voicelive-sip"'},
-                    )
+            if not bearer_ok(request, self._token):
+                log.warning("security.call_api_unauthorized", remote=request.remote)
+                return _error(
+                    401,
+                    "unauthorized",
+                    "a valid bearer token is required (Authorization: Bearer ...)",
+                    {"WWW-Authenticate": 'Bearer realm="voicelive-sip"'},
+                )
             try:
                 return await handler(request)
             except Refused as refused:

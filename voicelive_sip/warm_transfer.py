@@ -24,7 +24,6 @@ import numpy.typing as npt
 from ._logger import get_logger
 from .aio import Call, CallEnded, CallFailed, IncomingCall, MediaUpdated, OutgoingCall, Ringing, UserAgent
 from .call_events import TransferStep
-from .codecs import g711
 from .codecs.names import Codec
 from .config import MediaSettings
 from .leg_bridge import LegBridge
@@ -119,12 +118,10 @@ def _offer(caller: Codec, ours: Sequence[Codec | str]) -> list[Codec]:
 
 def leg_audio(pcm: npt.NDArray[np.int16], codec: Codec) -> bytes:
     """8 kHz PCM in the leg's format: G.711 bytes, or PCM16 at the leg's rate."""
-    if codec.law is not None:
-        return g711.encode(codec.law, pcm)
-    import soxr
+    from .voicelive.audio import Transcoder  # the bridge's own conversion (soxr), loaded with the first hold
 
-    wide = soxr.resample(pcm, 8000, codec.sample_rate)
-    return np.asarray(np.clip(wide, -32768, 32767), dtype="<i2").tobytes()
+    transcoder = Transcoder(None, 8000, codec.law, codec.sample_rate, quality="HQ")
+    return transcoder.convert(pcm.tobytes()) + transcoder.flush()
 
 
 def hold_audio_problems(path: str | None) -> list[str]:

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from voicelive_sip.errors import VoiceLiveSipError
+from voicelive_sip.webrtc.leg import FramePacer
 
 __all__ = ["WhipClient", "WhipError", "WhipFrame"]
 
@@ -60,20 +61,13 @@ class _Microphone(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self.queue = bytearray()
-        self._ticker = asyncio.get_running_loop()
-        self._deadline: float | None = None
+        self._pacer = FramePacer(FRAME_SAMPLES / RATE)
         self._pts = 0
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = self._ticker.time()
-        if self._deadline is None or now - self._deadline > 0.2:
-            self._deadline = now
-        else:
-            self._deadline += FRAME_SAMPLES / RATE
-            if self._deadline > now:
-                await asyncio.sleep(self._deadline - now)
+        await self._pacer.tick()
         size = FRAME_SAMPLES * 2
         chunk = bytes(self.queue[:size]).ljust(size, b"\0")
         del self.queue[:size]

@@ -33,7 +33,7 @@ from ..codecs.resample import Resampler
 from ..media import MediaEvent, MediaTimeout
 from ..rtp.outbound import OutboundBuffer
 
-__all__ = ["AgentTrack", "BrowserLeg", "BrowserStats", "InlineDecoder"]
+__all__ = ["AgentTrack", "BrowserLeg", "BrowserStats", "FramePacer", "InlineDecoder"]
 
 log = get_logger("voicelive_sip.webrtc")
 
@@ -61,6 +61,28 @@ class BrowserStats:
     jitter_ms: float = 0.0
 
 
+class FramePacer:
+    """One tick per `interval` on absolute deadlines (no drift); after a stall the schedule starts again from
+    now rather than catching up in a burst."""
+
+    def __init__(self, interval: float = FRAME_S, *, max_late: float = 0.2) -> None:
+        self.interval = interval
+        self.max_late = max_late
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+
+    async def tick(self) -> float:
+        """Wait for the next tick; returns its deadline (loop time)."""
+        now = self._loop.time()
+        if self._deadline is None or now - self._deadline > self.max_late:
+            self._deadline = now
+        else:
+            self._deadline += self.interval
+            if self._deadline > now:
+                await asyncio.sleep(self._deadline - now)
+        return self._deadline
+
+
 class AgentTrack(MediaStreamTrack):
     """The audio track aiortc sends: one 20 ms frame of the leg's queue per tick, on absolute deadlines.
 
@@ -74,8 +96,7 @@ class AgentTrack(MediaStreamTrack):
     def __init__(self, leg: BrowserLeg) -> None:
         super().__init__()
         self._leg = leg
-        self._ticker = asyncio.get_running_loop()
-        self._deadline: float | None = None
+        self._pacer = FramePacer()
         self._pts = 0
         self._encoder = av.CodecContext.create("libopus", "w")
         self._encoder.sample_rate = RATE
@@ -88,14 +109,7 @@ class AgentTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame | av.Packet[Any]:
         if self.readyState != "live" or self._leg.closed:
             raise MediaStreamError
-        now = self._ticker.time()
-        if self._deadline is None or now - self._deadline > 0.2:
-            self._deadline = now  # the first frame, or a stall: start the schedule again rather than burst
-        else:
-            self._deadline += FRAME_S
-            if self._deadline > now:
-                await asyncio.sleep(self._deadline - now)
-        payload = self._leg.next_frame(self._deadline)
+        payload = self._leg.next_frame(await self._pacer.tick())
         frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
         frame.planes[0].update(payload)
         frame.sample_rate = RATE
@@ -130,6 +144,7 @@ class BrowserLeg:
         self._reader: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._last_audio = 0.0
+        self._loop = asyncio.get_running_loop()
         self.inline = False  # the browser's Opus decoded on the loop (InlineDecoder), not by aiortc's thread
         self.decode_errors = 0
         self.track = AgentTrack(self)
@@ -207,7 +222,7 @@ class BrowserLeg:
         """Take the browser's audio track from now on (once; a second audio track is ignored)."""
         if self._watch is not None or self.closed:
             return
-        self._last_audio = asyncio.get_running_loop().time()
+        self._last_audio = self._loop.time()
         self._watch = asyncio.ensure_future(self._watchdog(pc))
         if not self.inline:
             self._reader = asyncio.ensure_future(self._read(track))
@@ -217,7 +232,7 @@ class BrowserLeg:
         if self.closed or not pcm:
             return
         self.stats.packets_received += 1
-        self._last_audio = asyncio.get_running_loop().time()
+        self._last_audio = self._loop.time()
         if self._handler is not None:
             self._handler(pcm)
         else:
@@ -275,7 +290,7 @@ class BrowserLeg:
 
     async def _watchdog(self, pc: RTCPeerConnection) -> None:
         """No audio from the browser for WEBRTC_MEDIA_TIMEOUT ends the call; statistics now and then."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         next_stats = loop.time() + STATS_EVERY_S
         while not self.closed:
             await asyncio.sleep(min(1.0, self.media_timeout / 4))

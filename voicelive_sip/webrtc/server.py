@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
 import json
 import secrets
@@ -31,10 +30,10 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from .._logger import get_logger
 from .._tasks import TaskSet
 from ..bridge import CallSession, voicelive_for
-from ..call_api import is_loopback
+from ..call_api import bearer_ok, require_token
 from ..call_events import BargedIn, SessionFinished, ToolCalled, TranscriptLine, TurnLatency
 from ..codecs.names import Codec
-from ..config import DTMF_KEYS, StartupError, WebRtcSettings
+from ..config import DTMF_KEYS, WebRtcSettings
 from ..errors import VoiceLiveSipError
 from ..sdp import SdpError, SessionDescription
 from ..voicelive import VoiceLiveError
@@ -131,11 +130,7 @@ class BrowserCalls:
 
     def check_bind(self, host: str) -> None:
         """A token is required unless the server listens on loopback only: StartupError otherwise."""
-        if self._token is None and not is_loopback(host):
-            raise StartupError(
-                [f"HTTP_AUTH_TOKEN: not set, and browser calls (WEBRTC_ENABLED) would be taken on {host}; "
-                 "set a token or METRICS_HOST=127.0.0.1"]
-            )  # fmt: skip
+        require_token(host, self._token, "browser calls (WEBRTC_ENABLED) would be taken on")
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/whip", self._guarded(self._post))
@@ -152,12 +147,10 @@ class BrowserCalls:
     # -- HTTP ----------------------------------------------------------------------------------------------
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if self._token is not None:
-                scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
-                    log.warning("security.whip_unauthorized", remote=request.remote)
-                    return _text(401, "a valid bearer token is required (Authorization: Bearer ...)",
-                                 {"WWW-Authenticate": 'Bearer realm="voicelive-sip"'})  # fmt: skip
+            if not bearer_ok(request, self._token):
+                log.warning("security.whip_unauthorized", remote=request.remote)
+                return _text(401, "a valid bearer token is required (Authorization: Bearer ...)",
+                             {"WWW-Authenticate": 'Bearer realm="voicelive-sip"'})  # fmt: skip
             try:
                 return await handler(request)
             except OfferRefused as refused:
